@@ -1,0 +1,1 @@
+"""Layer Shapley importance for LLMs."""
