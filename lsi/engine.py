@@ -1,0 +1,290 @@
+"""The fast forward: many coalitions x many log-likelihood requests in one pass over the blocks.
+
+Three kinds of shared work, none of which changes a number beyond float rounding:
+- shared contexts: the requests of one document that share a context are packed into one row
+  (context once, then each continuation's tokens), with an attention mask that lets every
+  continuation see the context and itself only, and position ids that continue from the context;
+- a prefix tree over coalitions: blocks run in order, and coalitions that agree on every player
+  so far share one residual stream; it forks only where they first differ;
+- scored positions only: the final norm and the output head run on the positions whose
+  log-probabilities lm-eval sums, not on every context token.
+
+The decoder blocks themselves are the model's own modules, called with the very arguments the
+model's forward passes them (captured once per batch), so no family's forward is copied here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from lsi.architectures import architecture, get_path, set_path
+from lsi.masking import branches_removed
+from lsi.players import Player
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """One loglikelihood request as lm-eval encodes it (before its left truncation)."""
+
+    context: tuple[int, ...]
+    continuation: tuple[int, ...]
+
+
+@dataclass
+class Batch:
+    """Packed rows ready for the model, with where each request's scored positions lie."""
+
+    input_ids: torch.Tensor  # [B, T]
+    position_ids: torch.Tensor  # [B, T]
+    segment: torch.Tensor  # [B, T]: -1 shared context, -2 padding, j >= 0 the j-th continuation
+    scored: torch.Tensor  # [S] flat indices into B*T
+    targets: torch.Tensor  # [S] token predicted at each scored position
+    owner: torch.Tensor  # [S] request index (into the request list) of each scored position
+    requests: torch.Tensor  # request indices present in this batch
+
+
+@dataclass
+class _Pack:
+    prefix: tuple[int, ...]
+    segments: list[tuple[int, ...]]
+    targets: list[tuple[int, ...]]
+    request_ids: list[int]
+
+    @property
+    def length(self) -> int:
+        return len(self.prefix) + sum(len(s) for s in self.segments)
+
+
+def lm_eval_input(request: TokenRequest, max_length: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """lm-eval's model input and scored targets: (ctx + cont)[-(max_length + 1):][:-1] and cont."""
+    whole = (request.context + request.continuation)[-(max_length + 1) :]
+    return whole[:-1], request.continuation
+
+
+def _packs(requests: Sequence[TokenRequest], max_length: int, share_contexts: bool) -> list[_Pack]:
+    """Group requests whose inputs agree up to their first scored position."""
+    packs: dict[object, _Pack] = {}
+    for rid, request in enumerate(requests):
+        inp, cont = lm_eval_input(request, max_length)
+        cut = len(inp) - len(cont) + 1  # the prefix ends with the first scored position
+        prefix, segment = inp[:cut], inp[cut:]
+        key = prefix if share_contexts else rid
+        pack = packs.setdefault(key, _Pack(prefix, [], [], []))
+        pack.segments.append(segment)
+        pack.targets.append(cont)
+        pack.request_ids.append(rid)
+    return list(packs.values())
+
+
+def make_batches(
+    requests: Sequence[TokenRequest], max_length: int, batch_tokens: int, share_contexts: bool = True
+) -> list[Batch]:
+    """Length-sorted batches of packed rows, each at most `batch_tokens` tokens including padding."""
+    packs = sorted(_packs(requests, max_length, share_contexts), key=lambda p: -p.length)
+    groups: list[list[_Pack]] = []
+    for pack in packs:
+        if groups and (len(groups[-1]) + 1) * groups[-1][0].length <= batch_tokens:
+            groups[-1].append(pack)
+        else:
+            groups.append([pack])
+    return [_batch(group) for group in groups]
+
+
+def _batch(group: list[_Pack]) -> Batch:
+    width = group[0].length
+    ids = np.zeros((len(group), width), dtype=np.int64)
+    pos = np.zeros((len(group), width), dtype=np.int64)
+    seg = np.full((len(group), width), -2, dtype=np.int64)
+    scored, targets, owner = [], [], []
+    for row, pack in enumerate(group):
+        n = len(pack.prefix)
+        ids[row, :n], pos[row, :n], seg[row, :n] = pack.prefix, np.arange(n), -1
+        at = n
+        for j, (segment, target, rid) in enumerate(
+            zip(pack.segments, pack.targets, pack.request_ids, strict=True)
+        ):
+            k = len(segment)
+            ids[row, at : at + k], pos[row, at : at + k], seg[row, at : at + k] = segment, n + np.arange(k), j
+            # First target is predicted at the last prefix position, the rest inside the segment.
+            positions = [n - 1, *range(at, at + k)]
+            scored += [row * width + p for p in positions]
+            targets += list(target)
+            owner += [rid] * len(positions)
+            at += k
+        pos[row, at:] = np.arange(width - at) + at  # padding: harmless distinct positions
+    rids = sorted({r for pack in group for r in pack.request_ids})
+    as_long = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.long)  # noqa: E731
+    return Batch(
+        as_long(ids),
+        as_long(pos),
+        as_long(seg),
+        as_long(scored),
+        as_long(targets),
+        as_long(owner),
+        as_long(rids),
+    )
+
+
+def attention_mask(batch: Batch, window: int | None, additive_dtype: torch.dtype | None) -> torch.Tensor:
+    """[B, 1, T, T] mask: causal, context visible to all, each continuation private, optional window.
+
+    Boolean (True = attend) for SDPA; additive (0 / dtype min) for eager attention.
+    """
+    seg, pos = batch.segment, batch.position_ids
+    t = seg.shape[1]
+    idx = torch.arange(t)
+    causal = idx[None, :, None] >= idx[None, None, :]
+    seg_q, seg_k = seg[:, :, None], seg[:, None, :]
+    visible = (seg_k == -1) | (seg_k == seg_q)
+    allowed = causal & visible & (seg_q != -2)
+    if window is not None:
+        allowed &= (pos[:, :, None] - pos[:, None, :]) < window
+    allowed |= torch.eye(t, dtype=torch.bool)[None]  # padding rows attend to themselves: no NaN
+    allowed = allowed[:, None]
+    if additive_dtype is None:
+        return allowed
+    return torch.zeros(allowed.shape, dtype=additive_dtype).masked_fill(
+        ~allowed, torch.finfo(additive_dtype).min
+    )
+
+
+class _Recorder(nn.Module):
+    """Stands in for a block during the capture pass: remembers its call, returns its input."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.signature = inspect.signature(block.forward)
+        self.call: inspect.BoundArguments | None = None
+
+    def forward(self, *args: object, **kwargs: object) -> object:
+        self.call = self.signature.bind(*args, **kwargs)
+        return self.call.arguments[next(iter(self.signature.parameters))]
+
+
+class Engine:
+    """Scores log-likelihood requests for many coalitions of one model's players."""
+
+    def __init__(self, model: nn.Module, players: tuple[Player, ...]) -> None:
+        self.model = model
+        self.players = players
+        self.arch = architecture(model)
+        self.layers = get_path(model, self.arch.layers)
+        self.base = get_path(model, self.arch.layers.rpartition(".")[0])
+        self.tail = [m for m in (get_path(model, p) for p in self.arch.tail) if m is not None]
+        config = model.config
+        self.softcap = getattr(config, "final_logit_softcapping", None)
+        self.block_players: list[list[Player]] = [[] for _ in self.layers]
+        for p in players:
+            self.block_players[p.block].append(p)
+        layer_types = getattr(config, "layer_types", None) or ["full_attention"] * len(self.layers)
+        window = getattr(config, "sliding_window", None)
+        self.windows = [window if t == "sliding_attention" else None for t in layer_types]
+        impl = config._attn_implementation
+        if impl not in ("sdpa", "eager"):
+            raise ValueError(
+                f"attention implementation '{impl}' cannot take lsi's packed masks; load the model with "
+                "attn_implementation='sdpa' (or 'eager')"
+            )
+        self.additive_dtype = None if impl == "sdpa" else model.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _capture(self, batch: Batch) -> tuple[torch.Tensor, list[inspect.BoundArguments]]:
+        """Embeddings and each block's call arguments, as the model's own forward builds them."""
+        recorders = [_Recorder(block) for block in self.layers]
+        set_path(self.model, self.arch.layers, nn.ModuleList(recorders))
+        try:
+            self.base(
+                input_ids=batch.input_ids.to(self.device),
+                position_ids=batch.position_ids.to(self.device),
+                use_cache=False,
+            )
+        finally:
+            set_path(self.model, self.arch.layers, self.layers)
+        masks: dict[int | None, torch.Tensor] = {}
+        calls = []
+        for recorder, window in zip(recorders, self.windows, strict=True):
+            call = recorder.call
+            assert call is not None and "attention_mask" in call.signature.parameters
+            if window not in masks:
+                masks[window] = attention_mask(batch, window, self.additive_dtype).to(self.device)
+            call.arguments["attention_mask"] = masks[window]
+            calls.append(call)
+        first = next(iter(calls[0].signature.parameters))
+        return calls[0].arguments[first], calls
+
+    @torch.inference_mode()
+    def run(self, batch: Batch, coalitions: Sequence[str], n_requests: int) -> tuple[np.ndarray, np.ndarray]:
+        """Summed continuation log-probs and greedy flags, [coalition, request] (rows of absent requests 0)."""
+        hidden, calls = self._capture(batch)
+        first = next(iter(calls[0].signature.parameters))
+        loglik = np.zeros((len(coalitions), n_requests))
+        greedy = np.zeros((len(coalitions), n_requests), dtype=bool)
+        scored = batch.scored.to(self.device)
+        targets = batch.targets.to(self.device)
+
+        def leaf(h: torch.Tensor, members: list[int]) -> None:
+            x = h.reshape(-1, h.shape[-1]).index_select(0, scored)
+            for module in self.tail:
+                x = module(x)
+            logits = x.float()
+            if self.softcap is not None:
+                logits = torch.tanh(logits / self.softcap) * self.softcap
+            logprobs = torch.log_softmax(logits, dim=-1)
+            token_lp = logprobs.gather(1, targets[:, None])[:, 0].double().cpu()
+            is_max = (logits.argmax(-1) == targets).cpu()
+            sums = torch.zeros(n_requests, dtype=torch.float64).index_add_(0, batch.owner, token_lp)
+            misses = torch.zeros(n_requests, dtype=torch.long).index_add_(0, batch.owner, (~is_max).long())
+            for c in members:
+                loglik[c] = sums.numpy()
+                greedy[c] = (misses == 0).numpy()
+
+        def descend(h: torch.Tensor, block: int, members: list[int]) -> None:
+            if block == len(self.layers):
+                leaf(h, members)
+                return
+            owned = self.block_players[block]
+            forks: dict[tuple[str, ...], list[int]] = {}
+            for c in members:
+                pattern = tuple(coalitions[c][p.index] for p in owned)
+                forks.setdefault(pattern, []).append(c)
+            for pattern, sub in forks.items():
+                removed = [p.kind for p, bit in zip(owned, pattern, strict=True) if bit == "0"]
+                if owned and len(removed) == len(owned):
+                    descend(h, block + 1, sub)
+                    continue
+                call = calls[block]
+                call.arguments[first] = h
+                with branches_removed(self.model, self.layers[block], removed):
+                    out = self.layers[block](*call.args, **call.kwargs)
+                descend(out, block + 1, sub)
+
+        descend(hidden, 0, list(range(len(coalitions))))
+        return loglik, greedy
+
+
+def score_requests(
+    engine: Engine,
+    batches: Sequence[Batch],
+    coalitions: Sequence[str],
+    n_requests: int,
+    on_batch: Callable[[], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run every batch for a set of coalitions and merge the per-request results."""
+    loglik = np.zeros((len(coalitions), n_requests))
+    greedy = np.zeros((len(coalitions), n_requests), dtype=bool)
+    for batch in batches:
+        ll, gr = engine.run(batch, coalitions, n_requests)
+        cols = batch.requests.numpy()
+        loglik[:, cols], greedy[:, cols] = ll[:, cols], gr[:, cols]
+        if on_batch is not None:
+            on_batch()
+    return loglik, greedy

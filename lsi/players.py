@@ -1,0 +1,80 @@
+"""Players of the layer game and coalitions over them.
+
+A coalition is always the set of *kept* players. On disk and on the command line it is a bit
+string in player order ("1" = kept), which stays readable and sorts so that coalitions sharing
+a prefix of kept/removed players sit next to each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from torch import nn
+
+from lsi.architectures import architecture, get_path
+
+GRANULARITIES = ("block", "sublayer")
+
+
+@dataclass(frozen=True)
+class Player:
+    """One removable unit: a whole block, or the attention / FFN / MoE branch of one block."""
+
+    name: str  # "block.3", "attn.3", "mlp.3", "moe.3"
+    kind: str  # "block", "attn", "mlp" or "moe"
+    block: int  # decoder block it belongs to
+    index: int  # position in player order
+
+
+def list_players(model: nn.Module, granularity: str) -> tuple[Player, ...]:
+    """Players of a model in forward order (attn.0, mlp.0, attn.1, ... for sub-layers)."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"unknown granularity '{granularity}'; use one of: {', '.join(GRANULARITIES)}")
+    arch = architecture(model)
+    n_blocks = len(get_path(model, arch.layers))
+    if granularity == "block":
+        kinds: tuple[str, ...] = ("block",)
+    else:
+        kinds = ("attn", arch.ffn_kind)
+    names = [(f"{kind}.{b}", kind, b) for b in range(n_blocks) for kind in kinds]
+    return tuple(Player(name, kind, block, i) for i, (name, kind, block) in enumerate(names))
+
+
+def parse_players(names: Iterable[str], players: tuple[Player, ...]) -> tuple[Player, ...]:
+    """Look up players by name, with an error that says what exists."""
+    by_name = {p.name: p for p in players}
+    found = []
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        if name not in by_name:
+            granularity = "block" if players[0].kind == "block" else "sublayer"
+            raise ValueError(
+                f"unknown player '{name}' for granularity '{granularity}'; players are "
+                f"{players[0].name} .. {players[-1].name} (see `lsi players`)"
+            )
+        found.append(by_name[name])
+    return tuple(found)
+
+
+def full_coalition(players: tuple[Player, ...]) -> str:
+    return "1" * len(players)
+
+
+def coalition_without(players: tuple[Player, ...], removed: Iterable[Player]) -> str:
+    """Bit string keeping every player except the removed ones."""
+    out = ["1"] * len(players)
+    for p in removed:
+        out[p.index] = "0"
+    return "".join(out)
+
+
+def removed_players(coalition: str, players: tuple[Player, ...]) -> tuple[Player, ...]:
+    """Players a coalition leaves out, validating its length and alphabet."""
+    if len(coalition) != len(players) or set(coalition) - {"0", "1"}:
+        raise ValueError(
+            f"coalition '{coalition}' is not a bit string of length {len(players)} (one bit per player)"
+        )
+    return tuple(p for p, bit in zip(players, coalition, strict=True) if bit == "0")
