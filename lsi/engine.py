@@ -83,13 +83,18 @@ def _packs(requests: Sequence[TokenRequest], max_length: int, share_contexts: bo
 
 
 def make_batches(
-    requests: Sequence[TokenRequest], max_length: int, batch_tokens: int, share_contexts: bool = True
+    requests: Sequence[TokenRequest],
+    max_length: int,
+    batch_tokens: int,
+    max_rows: int = 64,
+    share_contexts: bool = True,
 ) -> list[Batch]:
-    """Length-sorted batches of packed rows, each at most `batch_tokens` tokens including padding."""
+    """Length-sorted batches of packed rows: at most `max_rows` rows and `batch_tokens` padded tokens."""
     packs = sorted(_packs(requests, max_length, share_contexts), key=lambda p: -p.length)
     groups: list[list[_Pack]] = []
     for pack in packs:
-        if groups and (len(groups[-1]) + 1) * groups[-1][0].length <= batch_tokens:
+        rows = len(groups[-1]) + 1 if groups else 0
+        if groups and rows <= max_rows and rows * groups[-1][0].length <= batch_tokens:
             groups[-1].append(pack)
         else:
             groups.append([pack])
@@ -223,7 +228,7 @@ class Engine:
 
     @torch.inference_mode()
     def run(self, batch: Batch, coalitions: Sequence[str], n_requests: int) -> tuple[np.ndarray, np.ndarray]:
-        """Summed continuation log-probs and greedy flags, [coalition, request] (rows of absent requests 0)."""
+        """Summed continuation log-probs and greedy flags, [coalition, request] (absent requests: 0)."""
         hidden, calls = self._capture(batch)
         first = next(iter(calls[0].signature.parameters))
         loglik = np.zeros((len(coalitions), n_requests))

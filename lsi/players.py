@@ -51,6 +51,13 @@ def parse_players(names: Iterable[str], players: tuple[Player, ...]) -> tuple[Pl
             continue
         if name not in by_name:
             granularity = "block" if players[0].kind == "block" else "sublayer"
+            kind = name.partition(".")[0]
+            if (kind == "block") != (granularity == "block") and kind in ("block", "attn", "mlp", "moe"):
+                other = "block" if kind == "block" else "sublayer"
+                raise ValueError(
+                    f"player '{name}' belongs to granularity '{other}', not '{granularity}'; "
+                    f"pass --granularity {other}"
+                )
             raise ValueError(
                 f"unknown player '{name}' for granularity '{granularity}'; players are "
                 f"{players[0].name} .. {players[-1].name} (see `lsi players`)"

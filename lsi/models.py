@@ -1,0 +1,138 @@
+"""Load a decoder LLM from any spec (embedded name, GGUF file, local checkpoint, hub id) with a
+stable identity (name + weights hash) that every result records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from lsi.architectures import architecture, get_path
+from lsi.assets import cache_dir, embedded_gguf, embedded_models
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a result was computed with: enough to refuse mixing two models in one store."""
+
+    name: str  # the spec as the user gave it (embedded name, path or hub id)
+    title: str
+    source: str  # "embedded", "gguf", "local" or "hub"
+    family: str  # transformers model_type
+    n_blocks: int
+    weights_sha256: str  # over the weight files, in name order
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    identity: ModelIdentity
+    dtype: str
+    add_bos_token: bool | None  # passed to lm-eval's HFLM, which encodes every prompt
+
+    def hflm(self, batch_size: int = 1):  # noqa: ANN201 - lm-eval's HFLM, imported lazily (slow import)
+        """lm-eval's own wrapper around this very model: its tokenisation is the one lsi scores."""
+        from lm_eval.models.huggingface import HFLM
+
+        return HFLM(
+            pretrained=self.model,
+            tokenizer=self.tokenizer,
+            batch_size=batch_size,
+            add_bos_token=self.add_bos_token,
+        )
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype '{name}'; use one of: {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def _sha256_files(paths: list[Path]) -> str:
+    """Hash of the files' bytes in order, remembered per (path, size, mtime) so reloads cost nothing."""
+    memo_path = cache_dir() / "weights-sha256.json"
+    memo = json.loads(memo_path.read_text()) if memo_path.exists() else {}
+    keys = [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths]
+    joined = "|".join(keys)
+    if joined not in memo:
+        digest = hashlib.sha256()
+        for p in paths:
+            with p.open("rb") as f:
+                while chunk := f.read(1 << 22):
+                    digest.update(chunk)
+        memo[joined] = digest.hexdigest()
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo, indent=1))
+        tmp.replace(memo_path)
+    return memo[joined]
+
+
+def _resolve(spec: str) -> tuple[str, Path, str | None, str, str | None]:
+    """(source, directory, gguf file name, title, pinned sha256) for a model spec."""
+    embedded = embedded_models()
+    if spec in embedded:
+        info = embedded[spec]
+        path = embedded_gguf(spec)
+        return "embedded", path.parent, path.name, info.title, info.sha256
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ValueError(f"GGUF file '{spec}' does not exist; give the path of a .gguf file")
+        return "gguf", path.parent, path.name, path.stem, None
+    if path.is_dir():
+        return "local", path, None, path.name, None
+    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        raise ValueError(
+            f"unknown model '{spec}': not an embedded name ({', '.join(embedded)}), not a .gguf file, "
+            "not a local checkpoint directory, and not a hub id of the form org/name (see `lsi models`)"
+        )
+    return "hub", _hub_snapshot(spec), None, spec, None
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    """Download (or find in the HF cache) a hub checkpoint; the ordinary path for users with internet."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"])
+        )
+    except Exception as err:  # the hub client raises many types; all mean the same thing here
+        raise ValueError(
+            f"unknown model '{repo_id}': it is not embedded and the Hugging Face hub could not provide it "
+            f"({type(err).__name__}); check the id and your connection, or pass a local path "
+            "(see `lsi models`)"
+        ) from err
+
+
+def load_model(spec: str, dtype: str = "float32", device: str = "cpu") -> LoadedModel:
+    """Load a CausalLM for scoring, in eval mode, with SDPA attention where the family allows it."""
+    torch_dtype = parse_dtype(dtype)
+    source, directory, gguf_file, title, pinned = _resolve(spec)
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype, **kwargs).to(device).eval()
+    model.config.use_cache = False
+    tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
+    n_blocks = len(get_path(model, architecture(model).layers))
+    if gguf_file:
+        weights = [directory / gguf_file]
+    else:
+        weights = sorted(p for p in directory.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
+    sha = pinned or _sha256_files(weights)
+    identity = ModelIdentity(spec, title, source, model.config.model_type, n_blocks, sha)
+    add_bos = embedded_models()[spec].add_bos_token if source == "embedded" else None
+    return LoadedModel(model, tokenizer, identity, dtype, add_bos)

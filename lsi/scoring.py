@@ -1,0 +1,184 @@
+"""Score coalitions of one (model, task, limit, granularity) with lm-eval's prompts and metrics.
+
+lm-eval builds the requests (prompts, choices) and computes every metric; lsi only replaces the
+model calls with its engine. Every scored coalition goes to the store before the next chunk starts,
+and a coalition already in the store is never scored again.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from lsi.engine import Engine, TokenRequest, make_batches, score_requests
+from lsi.models import LoadedModel
+from lsi.players import Player, list_players
+from lsi.store import FORMAT, ScoreStore, store_dir
+from lsi.tasks import Document, TaskSet, load_task
+
+# Two choices whose (normalised) log-likelihoods differ by less than this are a near tie: another
+# correct computation order may flip the prediction, so such documents are counted per coalition.
+TIE_TOLERANCE = 1e-4
+VERSIONED = ("lsi", "torch", "transformers", "lm_eval", "datasets", "numpy", "pandas")
+
+
+def encode_requests(hflm: object, docs: Sequence[Document]) -> list[TokenRequest]:
+    """lm-eval's own tokenisation of every request, as `HFLM.loglikelihood` does it."""
+    out = []
+    for doc in docs:
+        for context, continuation in doc.requests:
+            if context == "":
+                cont = hflm.tok_encode(continuation, add_special_tokens=False)
+                ctx, cont = (
+                    ([hflm.prefix_token_id], cont)
+                    if hflm.prefix_token_id != cont[0]
+                    else (cont[:1], cont[1:])
+                )
+            else:
+                ctx, cont = hflm._encode_pair(context, continuation)
+            out.append(TokenRequest(tuple(ctx), tuple(cont)))
+    return out
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def near_tie(values: Sequence[float], tolerance: float = TIE_TOLERANCE) -> bool:
+    """Whether the best two of a document's choice scores are closer than the tolerance."""
+    top = sorted(values, reverse=True)[:2]
+    return len(top) == 2 and top[0] - top[1] < tolerance
+
+
+class Scorer:
+    """Scores coalitions (bit strings of kept players) through the store."""
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        task: str | TaskSet,
+        limit: int | None,
+        granularity: str,
+        results: Path = Path("results"),
+        batch_tokens: int = 4096,
+        max_rows: int = 64,
+        chunk_size: int = 32,
+        share_contexts: bool = True,
+    ) -> None:
+        if limit is not None and limit <= 0:
+            raise ValueError(f"limit must be a positive number of documents, got {limit}; omit it to use all")
+        self.lm = lm
+        self.task = load_task(task) if isinstance(task, str) else task
+        self.limit = limit
+        self.players: tuple[Player, ...] = list_players(lm.model, granularity)
+        self.granularity = granularity
+        self.docs = self.task.documents(limit)
+        hflm = lm.hflm()
+        self.requests = encode_requests(hflm, self.docs)
+        offsets = np.cumsum([0] + [len(d.requests) for d in self.docs])
+        self.doc_slices = [slice(a, b) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        self.max_length = hflm.max_length
+        self.batches = make_batches(self.requests, self.max_length, batch_tokens, max_rows, share_contexts)
+        self.engine = Engine(lm.model, self.players)
+        self.chunk_size = chunk_size
+        path = store_dir(results, lm.identity.name, self.task.name, granularity, lm.dtype, limit)
+        self.store = ScoreStore.open(path, self.meta())
+
+    def meta(self) -> dict:
+        """Everything a result file must say about how it was made."""
+        task = self.task.describe()
+        return {
+            "format": FORMAT,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": self.lm.identity.as_dict(),
+            "weights_sha256": self.lm.identity.weights_sha256,
+            "dtype": self.lm.dtype,
+            "device": str(self.engine.device),
+            "add_bos_token": self.lm.add_bos_token,
+            "max_length": self.max_length,
+            "task": self.task.name,
+            "split": self.task.split,
+            "task_info": task,
+            "metric": self.task.metric,
+            "limit": self.limit,
+            "granularity": self.granularity,
+            "players": [p.name for p in self.players],
+            "lm_eval": task["lm_eval"],
+            "versions": versions(),
+            "n_docs": len(self.docs),
+            "chance": TaskSet.chance(self.docs),
+            "majority_rate": TaskSet.majority_rate(self.docs),
+            "documents": [
+                {"subtask": d.subtask, "doc_id": d.doc_id, "gold": d.gold, "n_choices": len(d.requests)}
+                for d in self.docs
+            ],
+            "tie_tolerance": TIE_TOLERANCE,
+        }
+
+    def scores(self, coalitions: Iterable[str], progress: bool = True) -> pd.DataFrame:
+        """Rows of the requested coalitions, scoring (and storing) those not stored yet."""
+        wanted = list(dict.fromkeys(coalitions))
+        for c in wanted:
+            if len(c) != len(self.players) or set(c) - {"0", "1"}:
+                raise ValueError(f"coalition '{c}' is not a bit string of length {len(self.players)}")
+        missing = sorted(set(wanted) - self.store.coalitions(), reverse=True)  # shared prefixes adjacent
+        if missing:
+            chunks = [missing[i : i + self.chunk_size] for i in range(0, len(missing), self.chunk_size)]
+            bar = tqdm(
+                total=len(chunks) * len(self.batches),
+                desc=f"{self.task.name} {len(missing)} coalitions",
+                unit="batch",
+                disable=not progress,
+            )
+            with bar:
+                for chunk in chunks:
+                    self._score_chunk(chunk, bar)
+        frame = self.store.frame().set_index("coalition")
+        return frame.loc[wanted].reset_index()
+
+    def _score_chunk(self, chunk: list[str], bar: tqdm) -> None:
+        start = time.perf_counter()
+        loglik, greedy = score_requests(self.engine, self.batches, chunk, len(self.requests), bar.update)
+        seconds = (time.perf_counter() - start) / len(chunk)
+        rows = [self._row(c, loglik[i], greedy[i], seconds) for i, c in enumerate(chunk)]
+        self.store.append(pd.DataFrame(rows))
+
+    def _row(self, coalition: str, loglik: np.ndarray, greedy: np.ndarray, seconds: float) -> dict:
+        per_doc, ties = [], 0
+        for doc, sl in zip(self.docs, self.doc_slices, strict=True):
+            per_doc.append(
+                self.task.doc_metrics(doc, list(zip(loglik[sl].tolist(), greedy[sl].tolist(), strict=True)))
+            )
+            lengths = np.array([len(choice) for choice in doc.choices], dtype=float)
+            ties += near_tie(loglik[sl]) or ("acc_norm" in per_doc[-1] and near_tie(loglik[sl] / lengths))
+        metrics = self.task.aggregate(self.docs, per_doc)
+        row = {
+            "coalition": coalition,
+            "n_kept": coalition.count("1"),
+            "acc": metrics["acc"],
+            "acc_norm": metrics["acc_norm"],
+            "score": metrics["score"],
+            "near_ties": ties,
+            "loglik": loglik.astype(np.float32),
+            "doc_acc": np.array([m["acc"] for m in per_doc], dtype=np.int8),
+            "doc_acc_norm": np.array([m["acc_norm"] for m in per_doc], dtype=np.int8)
+            if metrics["acc_norm"] is not None
+            else None,
+            "seconds": seconds,
+            "scored_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        return row
