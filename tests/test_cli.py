@@ -1,0 +1,100 @@
+"""The command-line contract later issues and notebooks rely on, and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lsi.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_players(capsys):
+    code, out, _ = _run(capsys, "players", "--granularity", "sublayer")
+    lines = out.split()
+    assert (
+        code == 0
+        and len(lines) == 60
+        and lines[:3] == ["attn.0", "mlp.0", "attn.1"]
+        and lines[-1] == "mlp.29"
+    )
+
+
+def test_score_ablate_and_scores_share_one_store(capsys, tmp_path):
+    common = ["--task", "arc_easy", "--limit", "4", "--results", str(tmp_path)]
+    code, out, _ = _run(capsys, "score", *common, "--drop", "block.0,block.2", "--json")
+    scored = json.loads(out)
+    assert code == 0
+    assert {"task", "metric", "score", "acc", "acc_norm", "n_docs", "dropped"} <= set(scored)
+    assert scored["dropped"] == ["block.0", "block.2"] and scored["n_docs"] == 4
+    assert scored["metric"] == "acc_norm" and scored["score"] == scored["acc_norm"]
+
+    code, out, _ = _run(capsys, "ablate", *common, "--json")
+    ablation = json.loads(out)
+    assert code == 0 and len(ablation["players"]) == 30 and len(ablation["ablation"]) == 30
+    first = ablation["ablation"][0]
+    assert first["player"] == "block.0" and first["drop"] == pytest.approx(ablation["full"] - first["score"])
+
+    code, out, _ = _run(capsys, "scores", *common, "--json")
+    stored = {row["coalition"]: row for row in json.loads(out)}
+    assert code == 0 and len(stored) == 32  # full + 30 singles + the pair scored first
+    assert stored["01" + "1" * 28]["score"] == first["score"]
+    assert stored["0101" + "1" * 26]["acc"] == scored["acc"]
+
+    code, out, _ = _run(capsys, "ablate", *common)  # table form, fully cached now
+    assert code == 0 and "block.29" in out and "drop" in out
+
+
+def test_models_and_tasks_list_offline_assets(capsys):
+    code, out, _ = _run(capsys, "models")
+    assert code == 0 and out.startswith("smollm2-135m")
+    code, out, _ = _run(capsys, "tasks")
+    assert code == 0 and {"arc_easy", "boolq", "mmlu", "hellaswag"} <= set(out.split())
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["score", "--model", "no-such-model", "--task", "arc_easy"], "unknown model 'no-such-model'"),
+        (["score", "--task", "arc_eazy"], "unknown task 'arc_eazy'"),
+        (["score", "--task", "arc_easy", "--limit", "0"], "--limit must be a positive"),
+        (["score", "--task", "arc_easy", "--limit", "2", "--drop", "attn.3"], "pass --granularity sublayer"),
+        (["score", "--task", "arc_easy", "--limit", "2", "--drop", "block.30"], "unknown player 'block.30'"),
+        (["scores", "--task", "arc_easy", "--results", "/nonexistent"], "no score store"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(capsys, argv, message):
+    code, _, err = _run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("lsi: error: ") and message in err
+
+
+def test_foreign_store_is_refused(capsys, tmp_path):
+    common = ["--task", "arc_easy", "--limit", "2", "--results", str(tmp_path)]
+    assert _run(capsys, "score", *common)[0] == 0
+    meta_file = next(tmp_path.rglob("meta.json"))
+    meta = json.loads(meta_file.read_text())
+    meta["weights_sha256"] = "0" * 64  # as if another model's store sat at this path
+    meta_file.write_text(json.dumps(meta))
+    code, _, err = _run(capsys, "score", *common)
+    assert code == 2 and "different weights_sha256" in err
+
+
+def test_console_entry_point_exit_code():
+    proc = subprocess.run(
+        [sys.executable, "-m", "lsi.cli", "score", "--task", "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2 and "unknown task 'nope'" in proc.stderr
