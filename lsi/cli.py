@@ -71,10 +71,15 @@ def _quiet_libraries() -> None:
 
 
 def _quiet_loading() -> None:
-    """transformers draws a bar per GGUF conversion; the CLI shows only its own."""
+    """transformers draws a bar per GGUF conversion (plain tqdm, no switch); the CLI shows only its own."""
+    import functools
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_loading
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    if not isinstance(gguf_loading.tqdm, functools.partial):
+        gguf_loading.tqdm = functools.partial(gguf_loading.tqdm, disable=True)
 
 
 def main(argv: list[str] | None = None) -> int:
