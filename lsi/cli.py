@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError, ImportError) as err:
         print(f"lsi: error: {err}", file=sys.stderr)
         return 2
 

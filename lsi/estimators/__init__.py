@@ -1,0 +1,104 @@
+"""Shapley value estimators behind one call: `estimate(game, name, budget, seed)` -> `Estimate`.
+
+Every estimator is charged the distinct coalitions it requests (its `Ledger`); the game's memo
+makes coalitions already computed free in model time, never in the reported cost. The efficiency
+report needs v(N) and v(empty): estimators that did not request them (e.g. `window`, which never
+needs v(empty)) get them from the game outside their budget, counted in
+`efficiency["extra_evaluations"]`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lsi.estimators.base import Estimate, Estimator, Ledger, Run
+from lsi.estimators.bootstrap import document_intervals
+from lsi.estimators.exact import EXACT
+from lsi.estimators.permutation import PERMUTATION
+from lsi.estimators.shapiq_adapter import MISSING as NOT_IN_SHAPIQ
+from lsi.estimators.shapiq_adapter import SHAPIQ_ESTIMATORS
+from lsi.estimators.truncated import TRUNCATED
+from lsi.estimators.window import WINDOW
+from lsi.game import MAX_EXACT_PLAYERS, Game, MissingCoalitionError
+
+ESTIMATORS: dict[str, Estimator] = {
+    e.name: e for e in (WINDOW, EXACT, PERMUTATION, TRUNCATED, *SHAPIQ_ESTIMATORS)
+}
+
+__all__ = ["ESTIMATORS", "MAX_EXACT_PLAYERS", "NOT_IN_SHAPIQ", "Estimate", "estimate", "get_estimator"]
+
+
+def get_estimator(name: str) -> Estimator:
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown estimator '{name}'; choose one of: {', '.join(ESTIMATORS)}")
+    return ESTIMATORS[name]
+
+
+def estimate(
+    game: Game,
+    estimator: str,
+    budget: int | None = None,
+    seed: int = 0,
+    bootstrap: int = 200,
+    **options: object,
+) -> Estimate:
+    """Estimate the Shapley values of `game`'s players.
+
+    `budget`: distinct coalitions this estimate may request (required by sampling estimators;
+    optional for `window` and `exact`, whose cost is fixed). `bootstrap`: document resamples for
+    95% intervals when the game has per-document values (0 to skip). `options` go to the estimator.
+    """
+    spec = get_estimator(estimator)
+    _check_budget(spec, game.n_players, budget, options)
+    ledger = Ledger(game, budget)
+    run = _run(spec, ledger, budget, seed, options)
+    recompute = run.replay or (lambda table: _run(spec, Ledger(table, budget), budget, seed, options).values)
+    ci_low, ci_high = document_intervals(ledger, recompute, bootstrap, seed)
+    return Estimate(
+        estimator=spec.name,
+        players=game.names,
+        values=run.values,
+        stderr=run.stderr,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        evaluations=ledger.evaluations,
+        budget=budget,
+        seed=None if spec.deterministic else seed,
+        efficiency=_efficiency(ledger, run.values, spec.efficient),
+        info={**run.info, "bootstrap": bootstrap},
+    )
+
+
+def _run(spec: Estimator, ledger: Ledger, budget: int | None, seed: int, options: dict) -> Run:
+    if spec.deterministic:
+        return spec.run(ledger, **options)
+    return spec.run(ledger, budget=budget, seed=seed, **options)
+
+
+def _check_budget(spec: Estimator, n_players: int, budget: int | None, options: dict) -> None:
+    needed = spec.min_budget(n_players, options)
+    where = f"'{spec.name}' on {n_players} players"
+    if budget is None:
+        if not spec.deterministic:
+            raise ValueError(f"{where} needs a budget (at least {needed} distinct evaluations)")
+    elif budget < needed:
+        kind = "a budget of" if spec.deterministic else "a budget of at least"
+        raise ValueError(f"{where} needs {kind} {needed} distinct evaluations; got budget={budget}")
+
+
+def _efficiency(ledger: Ledger, values: np.ndarray, guaranteed: bool) -> dict:
+    """Sum of the values against v(N) - v(empty); NaN if a table game lacks either."""
+    ends = np.stack([np.ones(ledger.n_players, bool), np.zeros(ledger.n_players, bool)])
+    extra = ledger.cost(ends)
+    try:
+        v_full, v_empty = ledger.game.value(ends)
+    except MissingCoalitionError:
+        v_full = v_empty = np.nan
+    total = float(np.sum(values))
+    return {
+        "sum": total,
+        "v_full_minus_v_empty": float(v_full - v_empty),
+        "gap": total - float(v_full - v_empty),
+        "guaranteed": guaranteed,
+        "extra_evaluations": extra,
+    }
