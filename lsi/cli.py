@@ -54,6 +54,30 @@ def build_parser() -> argparse.ArgumentParser:
     _runtime(p)
     p = sub.add_parser("scores", help="print every stored coalition of a store (no model is loaded)")
     _common(p)
+    p = sub.add_parser("shapley", help="estimate Shapley values of the players (re-using the store)")
+    _common(p)
+    _runtime(p)
+    p.add_argument(
+        "--estimator", default="window", help="window, exact, permutation, truncated, kernelshap, ..."
+    )
+    p.add_argument("--budget", type=int, default=None, help="distinct coalitions this estimate may score")
+    p.add_argument("--max-removed", type=int, default=3, help="window: longest removed window (N_lim)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--players", default="", help="restrict the game to these players; all others always kept")
+    p.add_argument(
+        "--value", default="score", choices=("score", "margin"), help="metric, or gold log-prob margin"
+    )
+    p.add_argument("--bootstrap", type=int, default=200, help="document resamples for the 95%% intervals")
+    p = sub.add_parser(
+        "cornerstones", help="cornerstone players by the stated rule, with the paper's statistics"
+    )
+    _common(p)
+    _runtime(p)
+    p.add_argument(
+        "--max-gap-left", type=float, default=0.25, help="removal leaves less than this of full-chance"
+    )
+    p.add_argument("--alpha", type=float, default=0.05, help="significance of the paired per-document drop")
+    p.add_argument("--estimate", type=Path, default=None, help="a Shapley estimate JSON, for the mass shares")
     sub.add_parser("models", help="list the models available offline")
     sub.add_parser("tasks", help="list the tasks available offline")
     return parser
@@ -87,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, OSError, RuntimeError, ImportError) as err:
-        print(f"lsi: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError, ImportError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"lsi: error: {message}", file=sys.stderr)
         return 2
 
 
@@ -215,6 +240,108 @@ def cmd_scores(args: argparse.Namespace) -> int:
     return 0
 
 
+def _game(args: argparse.Namespace):  # noqa: ANN202
+    """The layer game from the store; the model loads only if a coalition must be scored."""
+    from lsi.layer_game import LayerGame
+
+    path = store_dir(args.results, args.model, args.task, args.granularity, args.dtype, args.limit)
+    if (path / "meta.json").exists():
+        return LayerGame(ScoreStore.open(path), args.value, scorer=lambda: _scorer(args))
+    scorer = _scorer(args)
+    return LayerGame(scorer.store, args.value, scorer=scorer)
+
+
+def cmd_shapley(args: argparse.Namespace) -> int:
+    from lsi.estimators import estimate, get_estimator
+
+    get_estimator(args.estimator)  # fail fast, before any model loads
+    game = _game(args)
+    names = [n.strip() for n in args.players.split(",") if n.strip()]
+    if names:
+        unknown = [n for n in names if n not in game.names]
+        if unknown:
+            raise ValueError(f"unknown players {', '.join(unknown)}; see `lsi players`")
+        game = game.restricted([game.names.index(n) for n in names])
+    options = {"n_lim": args.max_removed} if args.estimator == "window" else {}
+    result = estimate(game, args.estimator, args.budget, args.seed, args.bootstrap, **options)
+    out = result.to_dict() | {
+        "model": args.model,
+        "task": args.task,
+        "limit": args.limit,
+        "dtype": args.dtype,
+        "granularity": args.granularity,
+        "value": args.value,
+        "restricted_to": names or None,
+    }
+    path = _write_estimate(game, out)
+    if args.json:
+        print(json.dumps(out | {"file": str(path)}))
+    else:
+        print(
+            f"{args.estimator} | {args.model} | {args.task} | {args.value} | {result.evaluations} coalitions"
+        )
+        print(result.table().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(f"efficiency: {out['efficiency']}")
+        print(f"estimate: {path}")
+    return 0
+
+
+def _write_estimate(game, out: dict) -> Path:  # noqa: ANN001 - a LayerGame or its restriction
+    from datetime import datetime, timezone
+
+    from lsi.scoring import versions
+
+    store = getattr(game, "store", None) or game.parent.store
+    folder = store.path / "estimates"
+    folder.mkdir(exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    subset = f"-{len(out['players'])}players" if out["restricted_to"] else ""
+    path = (
+        folder
+        / f"{out['estimator']}-{out['value']}-b{out['evaluations']}-s{out['seed']}{subset}-{stamp}.json"
+    )
+    record = out | {"created": stamp, "versions": versions(), "store": str(store.path)}
+    path.write_text(json.dumps(record, indent=1))
+    return path
+
+
+def cmd_cornerstones(args: argparse.Namespace) -> int:
+    from lsi.ablation import single_ablation
+    from lsi.analysis import CornerstoneRule, ablation_table, cornerstones, summary_statistics
+
+    path = store_dir(args.results, args.model, args.task, args.granularity, args.dtype, args.limit)
+    try:
+        table = ablation_table(ScoreStore.open(path))
+    except (FileNotFoundError, ValueError):
+        scorer = _scorer(args)
+        single_ablation(scorer, progress=not args.json)
+        table = ablation_table(scorer.store)
+    flagged = cornerstones(table, CornerstoneRule(args.max_gap_left, args.alpha))
+    shapley = None
+    if args.estimate is not None:
+        record = json.loads(args.estimate.read_text())
+        if record["players"] != flagged["player"].tolist():
+            raise ValueError(
+                f"{args.estimate} estimates other players than this store's; pass a matching estimate"
+            )
+        shapley = record["values"]
+    stats = summary_statistics(flagged, shapley)
+    if args.json:
+        print(json.dumps(stats | {"table": flagged.to_dict("records")}, default=float))
+    else:
+        note = (
+            ""
+            if stats["above_chance"]
+            else "  [full model NOT clearly above chance: ablations measure noise]"
+        )
+        print(f"{args.model} | {args.task} | full {stats['full']:.4f} | chance {stats['chance']:.4f}{note}")
+        print(f"rule: {stats['rule']}")
+        cols = ["player", "score", "drop", "drop_low", "drop_high", "p_value", "gap_left", "cornerstone"]
+        print(flagged.loc[flagged["cornerstone"] | (flagged["drop"] > 0), cols].to_string(index=False))
+        print(json.dumps({k: v for k, v in stats.items() if k != "rule"}, indent=1))
+    return 0
+
+
 def cmd_models(_args: argparse.Namespace) -> int:
     from lsi.assets import embedded_models
 
@@ -244,6 +371,8 @@ COMMANDS = {
     "score": cmd_score,
     "ablate": cmd_ablate,
     "scores": cmd_scores,
+    "shapley": cmd_shapley,
+    "cornerstones": cmd_cornerstones,
     "models": cmd_models,
     "tasks": cmd_tasks,
 }

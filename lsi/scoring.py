@@ -121,9 +121,17 @@ class Scorer:
             "versions": versions(),
             "n_docs": len(self.docs),
             "chance": TaskSet.chance(self.docs),
-            "majority_rate": TaskSet.majority_rate(self.docs),
+            # Over the whole split: on a small slice the most frequent gold index is mostly noise.
+            "majority_rate": TaskSet.majority_rate(self.task.documents(None)),
+            "majority_rate_evaluated": TaskSet.majority_rate(self.docs),
             "documents": [
-                {"subtask": d.subtask, "doc_id": d.doc_id, "gold": d.gold, "n_choices": len(d.requests)}
+                {
+                    "subtask": d.subtask,
+                    "doc_id": d.doc_id,
+                    "gold": d.gold,
+                    "n_choices": len(d.requests),
+                    "choice_chars": [len(c) for c in d.choices],  # acc_norm's divisors
+                }
                 for d in self.docs
             ],
             "tie_tolerance": TIE_TOLERANCE,

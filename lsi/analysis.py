@@ -1,0 +1,165 @@
+"""Ablation statistics with their noise: bootstrap intervals over documents, paired tests,
+cornerstone detection, the paper's summary statistics, and cumulative removal curves.
+
+Every number here comes from stored per-document results, so nothing needs the model except
+`cumulative_removal`, which scores new coalitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from lsi.layer_game import chance_level
+from lsi.players import coalition_without, full_coalition
+from lsi.scoring import Scorer
+from lsi.store import ScoreStore
+
+
+@dataclass(frozen=True)
+class CornerstoneRule:
+    """A player is a cornerstone when removing it alone leaves less than `max_gap_left` of the gap
+    between the full model and chance, and a one-sided paired test over documents says the drop is
+    significant at `alpha` (McNemar's exact test on the documents whose correctness changed)."""
+
+    max_gap_left: float = 0.25
+    alpha: float = 0.05
+
+    def describe(self) -> str:
+        return (
+            f"removal leaves < {self.max_gap_left:.0%} of the (full - chance) gap and the per-document "
+            f"paired drop is significant (one-sided exact McNemar, p < {self.alpha})"
+        )
+
+
+def bootstrap_mean_interval(
+    per_doc: np.ndarray, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile interval of a mean over documents, resampling documents."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(per_doc), size=(resamples, len(per_doc)))
+    means = per_doc[idx].mean(axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def paired_drop_pvalue(full: np.ndarray, ablated: np.ndarray) -> float:
+    """One-sided exact McNemar test that removal makes documents wrong more often than right."""
+    lost = int(np.sum((full == 1) & (ablated == 0)))
+    gained = int(np.sum((full == 0) & (ablated == 1)))
+    if lost + gained == 0:
+        return 1.0
+    return float(stats.binomtest(lost, lost + gained, 0.5, alternative="greater").pvalue)
+
+
+def above_chance(per_doc: np.ndarray, chance: float, alpha: float = 0.05) -> bool:
+    """Whether a score is clearly above chance (one-sided binomial test); if not, ablations measure noise."""
+    hits = int(per_doc.sum())
+    return bool(stats.binomtest(hits, len(per_doc), chance, alternative="greater").pvalue < alpha)
+
+
+def ablation_table(store: ScoreStore, resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Single-player ablation from the store: score, drop, their bootstrap intervals and paired p-values.
+
+    `attrs` holds the full model's score and interval, the chance level and whether the full model is
+    clearly above chance.
+    """
+    meta = store.meta
+    players = meta["players"]
+    doc_column = f"doc_{meta['metric']}"
+    frame = store.frame().set_index("coalition")
+    full_key = "1" * len(players)
+    singles = ["".join("0" if j == i else "1" for j in range(len(players))) for i in range(len(players))]
+    missing = [c for c in [full_key, *singles] if c not in frame.index]
+    if missing:
+        raise ValueError(f"the store {store.path} lacks the single-player ablation; run `lsi ablate` first")
+    full_docs = np.asarray(frame.loc[full_key, doc_column], dtype=float)
+    rows = []
+    for i, (name, key) in enumerate(zip(players, singles, strict=True)):
+        docs = np.asarray(frame.loc[key, doc_column], dtype=float)
+        low, high = bootstrap_mean_interval(docs, resamples, seed + i)
+        drop_low, drop_high = bootstrap_mean_interval(full_docs - docs, resamples, seed + i)
+        rows.append(
+            {
+                "player": name,
+                "kind": name.partition(".")[0],
+                "block": int(name.partition(".")[2]),
+                "score": docs.mean(),
+                "score_low": low,
+                "score_high": high,
+                "drop": full_docs.mean() - docs.mean(),
+                "drop_low": drop_low,
+                "drop_high": drop_high,
+                "p_value": paired_drop_pvalue(full_docs, docs),
+            }
+        )
+    table = pd.DataFrame(rows)
+    chance = chance_level(meta)
+    table.attrs.update(
+        full=float(full_docs.mean()),
+        full_interval=bootstrap_mean_interval(full_docs, resamples, seed),
+        chance=chance,
+        above_chance=above_chance(full_docs, chance),
+        metric=meta["metric"],
+        n_docs=len(full_docs),
+    )
+    return table
+
+
+def cornerstones(table: pd.DataFrame, rule: CornerstoneRule = CornerstoneRule()) -> pd.DataFrame:
+    """The ablation table with `gap_left` and `cornerstone` columns, per the rule."""
+    full, chance = table.attrs["full"], table.attrs["chance"]
+    gap = full - chance
+    out = table.copy()
+    out["gap_left"] = (out["score"] - chance) / gap if gap > 0 else np.nan
+    out["cornerstone"] = (out["gap_left"] < rule.max_gap_left) & (out["p_value"] < rule.alpha) & (gap > 0)
+    out.attrs.update(table.attrs, rule=asdict(rule), rule_text=rule.describe())
+    return out
+
+
+def summary_statistics(flagged: pd.DataFrame, shapley: Sequence[float] | None = None) -> dict:
+    """The paper's statistics: mean drop of cornerstone vs other removals, and (given Shapley values)
+    the share of positive Shapley mass each group holds."""
+    corner = flagged["cornerstone"].to_numpy()
+    out = {
+        "cornerstones": flagged.loc[corner, "player"].tolist(),
+        "mean_drop_cornerstone": float(flagged.loc[corner, "drop"].mean()) if corner.any() else None,
+        "mean_drop_other": float(flagged.loc[~corner, "drop"].mean()) if (~corner).any() else None,
+        "full": flagged.attrs["full"],
+        "chance": flagged.attrs["chance"],
+        "above_chance": flagged.attrs["above_chance"],
+        "rule": flagged.attrs["rule_text"],
+    }
+    if shapley is not None:
+        positive = np.clip(np.asarray(shapley, dtype=float), 0, None)
+        total = positive.sum()
+        out["positive_mass_share_cornerstone"] = float(positive[corner].sum() / total) if total > 0 else None
+        out["positive_mass_share_other"] = float(positive[~corner].sum() / total) if total > 0 else None
+    return out
+
+
+def cumulative_removal(scorer: Scorer, order: Sequence[str], progress: bool = True) -> pd.DataFrame:
+    """Remove players one by one in `order` (names) and record the score after each removal."""
+    by_name = {p.name: p for p in scorer.players}
+    unknown = [name for name in order if name not in by_name]
+    if unknown:
+        raise ValueError(f"unknown players in the removal order: {', '.join(unknown)}")
+    steps = [full_coalition(scorer.players)] + [
+        coalition_without(scorer.players, [by_name[n] for n in order[: k + 1]]) for k in range(len(order))
+    ]
+    rows = scorer.scores(steps, progress=progress)
+    return pd.DataFrame(
+        {"removed": range(len(steps)), "last_removed": [None, *order], "score": rows["score"].to_numpy()}
+    )
+
+
+def removal_orders(values: Sequence[float], names: Sequence[str], seed: int = 0) -> dict[str, list[str]]:
+    """Orders for cumulative removal: least important first, most important first, and random."""
+    ranked = [names[i] for i in np.argsort(values, kind="stable")]
+    shuffled = list(names)
+    np.random.default_rng(seed).shuffle(shuffled)
+    return {"ascending": ranked, "descending": ranked[::-1], "random": shuffled}
