@@ -1,0 +1,131 @@
+"""The layer game and the ablation analysis run from a score store alone (no model)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lsi.analysis import CornerstoneRule, ablation_table, cornerstones, paired_drop_pvalue, summary_statistics
+from lsi.estimators import estimate
+from lsi.game import MissingCoalitionError, all_coalitions, bit_strings, shapley_from_table
+from lsi.layer_game import LayerGame, margins
+from lsi.store import ScoreStore
+
+N_PLAYERS, N_DOCS = 4, 60
+
+
+def _fake_loglik(rng, correct: np.ndarray, golds) -> np.ndarray:
+    """Two-choice log-likelihoods (choice lengths 10 and 20 characters) whose acc_norm is `correct`."""
+    out = []
+    for ok, gold in zip(correct, golds, strict=True):
+        winner = gold if ok else 1 - gold
+        per_char = np.empty(2)
+        per_char[winner] = -1.0 - rng.random()
+        per_char[1 - winner] = per_char[winner] - 0.1 - rng.random()
+        out.extend(per_char * np.array([10, 20]))
+    return np.asarray(out, dtype=np.float32)
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A store of all 16 coalitions: player 0 is a cornerstone (without it every answer is wrong half
+    the time at random), the others each cost a few documents."""
+    rng = np.random.default_rng(0)
+    golds = rng.integers(0, 2, N_DOCS)
+    meta = {
+        "format": 1,
+        "weights_sha256": "x",
+        "dtype": "float32",
+        "task": "piqa",
+        "split": "validation",
+        "limit": N_DOCS,
+        "granularity": "block",
+        "players": [f"block.{i}" for i in range(N_PLAYERS)],
+        "lm_eval": "0.4.13",
+        "metric": "acc_norm",
+        "chance": 0.5,
+        "majority_rate": 0.5,
+        "documents": [{"gold": int(g), "n_choices": 2, "choice_chars": [10, 20]} for g in golds],
+    }
+    s = ScoreStore.open(tmp_path / "store", meta)
+    base = rng.random(N_DOCS) < 0.9
+    rows = []
+    for bits in bit_strings(all_coalitions(N_PLAYERS)):
+        correct = base.copy()
+        if bits[0] == "0":
+            correct = rng.random(N_DOCS) < 0.45
+        for i in range(1, N_PLAYERS):
+            if bits[i] == "0":
+                correct[rng.choice(N_DOCS, 3, replace=False)] = False
+        rows.append(
+            {
+                "coalition": bits,
+                "score": correct.mean(),
+                "doc_acc_norm": correct.astype(np.int8),
+                "loglik": _fake_loglik(rng, correct, golds),
+            }
+        )
+    s.append(pd.DataFrame(rows))
+    return s
+
+
+def test_values_are_document_means_and_margins_agree_with_correctness(store):
+    game = LayerGame(store)
+    frame = store.frame()
+    coalitions = np.array([[c == "1" for c in bits] for bits in frame.coalition])
+    assert np.allclose(game.value(coalitions), frame.score)
+    for row in frame.to_dict("records"):
+        assert np.array_equal(margins(store.meta, row["loglik"]) > 0, row["doc_acc_norm"] == 1)
+    assert LayerGame(store, "margin").chance is None and game.chance == 0.5
+
+
+def test_exact_from_the_store_equals_brute_force(store):
+    game = LayerGame(store)
+    table = game.value(all_coalitions(N_PLAYERS))
+    brute = np.zeros(N_PLAYERS)
+    for i in range(N_PLAYERS):
+        others = [j for j in range(N_PLAYERS) if j != i]
+        for size in range(N_PLAYERS):
+            for subset in itertools.combinations(others, size):
+                with_i = np.zeros(N_PLAYERS, bool)
+                with_i[list(subset)] = True
+                without = with_i.copy()
+                with_i[i] = True
+                weight = 1 / (N_PLAYERS * math.comb(N_PLAYERS - 1, size))
+                brute[i] += weight * (game.value(with_i[None])[0] - game.value(without[None])[0])
+    result = estimate(game, "exact", bootstrap=50)
+    assert np.allclose(result.values, brute) and np.allclose(shapley_from_table(table), brute)
+    assert result.evaluations == 2**N_PLAYERS and np.all(result.ci_low <= result.ci_high)
+    assert np.argmax(result.values) == 0
+
+
+def test_missing_coalition_without_a_model_is_a_clear_error(tmp_path, store):
+    meta = store.meta | {"players": [f"block.{i}" for i in range(5)]}
+    empty = LayerGame(ScoreStore.open(tmp_path / "other", meta))
+    with pytest.raises(MissingCoalitionError, match="not in the store .* run with a model"):
+        empty.value(np.ones((1, 5), bool))
+
+
+def test_cornerstone_detection_and_statistics(store):
+    table = ablation_table(store, resamples=200)
+    assert table.attrs["above_chance"] and table.attrs["chance"] == 0.5
+    flagged = cornerstones(table, CornerstoneRule())
+    assert flagged["cornerstone"].tolist() == [True, False, False, False]
+    assert (flagged["drop_low"] <= flagged["drop"]).all() and (flagged["drop"] <= flagged["drop_high"]).all()
+    stats = summary_statistics(flagged, shapley=[0.4, 0.05, 0.05, -0.01])
+    assert stats["cornerstones"] == ["block.0"]
+    assert stats["positive_mass_share_cornerstone"] == pytest.approx(0.8)
+    assert stats["mean_drop_cornerstone"] > stats["mean_drop_other"] > 0
+
+
+def test_paired_test():
+    full = np.array([1] * 30 + [0] * 10)
+    assert paired_drop_pvalue(full, np.zeros(40)) < 1e-6
+    assert paired_drop_pvalue(full, full) == 1.0
+    swapped = full.copy()
+    swapped[:3], swapped[30:33] = 0, 1  # as many gained as lost
+    assert paired_drop_pvalue(full, swapped) > 0.5
