@@ -210,7 +210,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
                     "limit": args.limit,
                     "dtype": args.dtype,
                     "n_docs": len(scorer.docs),
-                    "chance": scorer.meta()["chance"],
+                    "chance": scorer.store.meta["chance"],
                     "players": [p.name for p in scorer.players],
                     "full": full,
                     "ablation": rows,
