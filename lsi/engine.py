@@ -88,13 +88,18 @@ def make_batches(
     batch_tokens: int,
     max_rows: int = 64,
     share_contexts: bool = True,
+    max_padding: float = 0.2,
 ) -> list[Batch]:
-    """Length-sorted batches of packed rows: at most `max_rows` rows and `batch_tokens` padded tokens."""
+    """Length-sorted batches of packed rows: at most `max_rows` rows and `batch_tokens` padded tokens,
+    and no row shorter than `1 - max_padding` of its batch's longest (padding is computed for nothing)."""
     packs = sorted(_packs(requests, max_length, share_contexts), key=lambda p: -p.length)
     groups: list[list[_Pack]] = []
     for pack in packs:
         rows = len(groups[-1]) + 1 if groups else 0
-        if groups and rows <= max_rows and rows * groups[-1][0].length <= batch_tokens:
+        longest = groups[-1][0].length if groups else 0
+        fits = rows <= max_rows and rows * longest <= batch_tokens
+        fits = fits and pack.length >= (1 - max_padding) * longest
+        if groups and fits:
             groups[-1].append(pack)
         else:
             groups.append([pack])
@@ -243,8 +248,8 @@ class Engine:
             logits = x.float()
             if self.softcap is not None:
                 logits = torch.tanh(logits / self.softcap) * self.softcap
-            logprobs = torch.log_softmax(logits, dim=-1)
-            token_lp = logprobs.gather(1, targets[:, None])[:, 0].double().cpu()
+            # log_softmax at the target only: x[t] - logsumexp(x), without materialising all log-probs.
+            token_lp = (logits.gather(1, targets[:, None])[:, 0] - torch.logsumexp(logits, -1)).double().cpu()
             is_max = (logits.argmax(-1) == targets).cpu()
             sums = torch.zeros(n_requests, dtype=torch.float64).index_add_(0, batch.owner, token_lp)
             misses = torch.zeros(n_requests, dtype=torch.long).index_add_(0, batch.owner, (~is_max).long())
