@@ -287,6 +287,8 @@ def cmd_shapley(args: argparse.Namespace) -> int:
 
 
 def _write_estimate(game, out: dict) -> Path:  # noqa: ANN001 - a LayerGame or its restriction
+    """One file per estimate configuration (estimator, value, budget, seed, players): a rerun replaces it."""
+    import hashlib
     from datetime import datetime, timezone
 
     from lsi.scoring import versions
@@ -294,14 +296,14 @@ def _write_estimate(game, out: dict) -> Path:  # noqa: ANN001 - a LayerGame or i
     store = getattr(game, "store", None) or game.parent.store
     folder = store.path / "estimates"
     folder.mkdir(exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    subset = f"-{len(out['players'])}players" if out["restricted_to"] else ""
-    path = (
-        folder
-        / f"{out['estimator']}-{out['value']}-b{out['evaluations']}-s{out['seed']}{subset}-{stamp}.json"
+    players = (
+        "all" if not out["restricted_to"] else hashlib.sha1(",".join(out["players"]).encode()).hexdigest()[:8]
     )
-    record = out | {"created": stamp, "versions": versions(), "store": str(store.path)}
-    path.write_text(json.dumps(record, indent=1))
+    path = folder / f"{out['estimator']}-{out['value']}-b{out['budget']}-s{out['seed']}-{players}.json"
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    path.write_text(
+        json.dumps(out | {"created": created, "versions": versions(), "store": str(store.path)}, indent=1)
+    )
     return path
 
 

@@ -54,6 +54,36 @@ def test_score_ablate_and_scores_share_one_store(capsys, tmp_path):
     code, out, _ = _run(capsys, "ablate", *common)  # table form, fully cached now
     assert code == 0 and "block.29" in out and "drop" in out
 
+    # Shapley on a restricted game: only v(00) is new; the estimate is written next to the store.
+    code, out, _ = _run(
+        capsys,
+        "shapley",
+        *common,
+        "--estimator",
+        "exact",
+        "--players",
+        "block.0,block.1",
+        "--bootstrap",
+        "20",
+    )
+    assert code == 0 and "block.1" in out
+    code, out, _ = _run(
+        capsys, "shapley", *common, "--estimator", "exact", "--players", "block.0,block.1", "--json"
+    )
+    exact = json.loads(out)
+    assert exact["players"] == ["block.0", "block.1"] and exact["evaluations"] == 4
+    both, rows = stored["1" * 30]["score"], json.loads(_run(capsys, "scores", *common, "--json")[1])
+    empty = next(r["score"] for r in rows if r["coalition"] == "00" + "1" * 28)
+    assert sum(exact["values"]) == pytest.approx(both - empty)
+    assert len(list(tmp_path.rglob("estimates/exact-*.json"))) == 1  # the rerun replaced the first
+
+    code, out, _ = _run(capsys, "cornerstones", *common, "--json")
+    corner = json.loads(out)
+    assert (
+        code == 0 and len(corner["table"]) == 30 and set(corner["cornerstones"]) <= set(ablation["players"])
+    )
+    assert corner["full"] == pytest.approx(ablation["full"]) and "McNemar" in corner["rule"]
+
 
 def test_models_and_tasks_list_offline_assets(capsys):
     code, out, _ = _run(capsys, "models")
@@ -71,6 +101,7 @@ def test_models_and_tasks_list_offline_assets(capsys):
         (["score", "--task", "arc_easy", "--limit", "2", "--drop", "attn.3"], "pass --granularity sublayer"),
         (["score", "--task", "arc_easy", "--limit", "2", "--drop", "block.30"], "unknown player 'block.30'"),
         (["scores", "--task", "arc_easy", "--results", "/nonexistent"], "no score store"),
+        (["shapley", "--task", "arc_easy", "--estimator", "nope"], "unknown estimator 'nope'"),
     ],
 )
 def test_bad_input_gives_one_clear_line(capsys, argv, message):
