@@ -9,10 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lsi.analysis import CornerstoneRule, ablation_table, cornerstones, paired_drop_pvalue, summary_statistics
+from lsi.analysis import (
+    CornerstoneRule,
+    ablation_table,
+    cornerstones,
+    cumulative_removal,
+    paired_drop_pvalue,
+    removal_orders,
+    summary_statistics,
+)
 from lsi.estimators import estimate
 from lsi.game import MissingCoalitionError, all_coalitions, bit_strings, shapley_from_table
 from lsi.layer_game import LayerGame, margins
+from lsi.scoring import Scorer
 from lsi.store import ScoreStore
 
 N_PLAYERS, N_DOCS = 4, 60
@@ -129,3 +138,22 @@ def test_paired_test():
     swapped = full.copy()
     swapped[:3], swapped[30:33] = 0, 1  # as many gained as lost
     assert paired_drop_pvalue(full, swapped) > 0.5
+
+
+def test_removal_orders():
+    orders = removal_orders([0.3, -0.1, 0.2], ["a", "b", "c"], seed=1)
+    assert orders["ascending"] == ["b", "c", "a"] and orders["descending"] == ["a", "c", "b"]
+    assert sorted(orders["random"]) == ["a", "b", "c"]
+
+
+@pytest.mark.slow
+def test_cumulative_removal_scores_the_nested_coalitions(smollm, tmp_path):
+    scorer = Scorer(smollm, "arc_easy", 4, "block", tmp_path)
+    curve = cumulative_removal(scorer, ["block.29", "block.28", "block.0"], progress=False)
+    assert curve["removed"].tolist() == [0, 1, 2, 3]
+    assert pd.isna(curve["last_removed"].iloc[0])
+    assert curve["last_removed"].iloc[1:].tolist() == ["block.29", "block.28", "block.0"]
+    last = "0" + "1" * 27 + "00"
+    assert curve["score"].iloc[-1] == scorer.scores([last], progress=False)["score"].iloc[0]
+    with pytest.raises(ValueError, match="unknown players in the removal order: attn.0"):
+        cumulative_removal(scorer, ["attn.0"])
