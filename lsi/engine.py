@@ -5,7 +5,8 @@ Three kinds of shared work, none of which changes a number beyond float rounding
   (context once, then each continuation's tokens), with an attention mask that lets every
   continuation see the context and itself only, and position ids that continue from the context;
 - a prefix tree over coalitions: blocks run in order, and coalitions that agree on every player
-  so far share one residual stream; it forks only where they first differ;
+  so far share one residual stream; it forks only where they first differ, and sibling streams
+  that take the same branch pattern through a block run as one stacked call;
 - scored positions only: the final norm and the output head run on the positions whose
   log-probabilities lm-eval sums, not on every context token.
 
@@ -180,8 +181,9 @@ class _Recorder(nn.Module):
 class Engine:
     """Scores log-likelihood requests for many coalitions of one model's players."""
 
-    def __init__(self, model: nn.Module, players: tuple[Player, ...]) -> None:
+    def __init__(self, model: nn.Module, players: tuple[Player, ...], stack_tokens: int = 16384) -> None:
         self.model = model
+        self.stack_tokens = stack_tokens  # most tokens in one stacked block call (bounds its memory)
         self.players = players
         self.arch = architecture(model)
         self.layers = get_path(model, self.arch.layers)
@@ -235,7 +237,6 @@ class Engine:
     def run(self, batch: Batch, coalitions: Sequence[str], n_requests: int) -> tuple[np.ndarray, np.ndarray]:
         """Summed continuation log-probs and greedy flags, [coalition, request] (absent requests: 0)."""
         hidden, calls = self._capture(batch)
-        first = next(iter(calls[0].signature.parameters))
         loglik = np.zeros((len(coalitions), n_requests))
         greedy = np.zeros((len(coalitions), n_requests), dtype=bool)
         scored = batch.scored.to(self.device)
@@ -257,28 +258,62 @@ class Engine:
                 loglik[c] = sums.numpy()
                 greedy[c] = (misses == 0).numpy()
 
-        def descend(h: torch.Tensor, block: int, members: list[int]) -> None:
-            if block == len(self.layers):
-                leaf(h, members)
-                return
-            owned = self.block_players[block]
-            forks: dict[tuple[str, ...], list[int]] = {}
-            for c in members:
-                pattern = tuple(coalitions[c][p.index] for p in owned)
-                forks.setdefault(pattern, []).append(c)
-            for pattern, sub in forks.items():
+        # Level by level: nodes are distinct prefixes (a residual stream and the coalitions sharing it).
+        # Siblings that take the same branch pattern at a block run as one stacked call.
+        nodes: list[tuple[torch.Tensor, list[int]]] = [(hidden, list(range(len(coalitions))))]
+        rows, width = hidden.shape[:2]
+        per_call = max(1, self.stack_tokens // (rows * width))
+        for block, owned in enumerate(self.block_players):
+            groups: dict[tuple[str, ...], list[tuple[torch.Tensor, list[int]]]] = {}
+            for h, members in nodes:
+                forks: dict[tuple[str, ...], list[int]] = {}
+                for c in members:
+                    forks.setdefault(tuple(coalitions[c][p.index] for p in owned), []).append(c)
+                for pattern, sub in forks.items():
+                    groups.setdefault(pattern, []).append((h, sub))
+            nodes = []
+            for pattern, items in groups.items():
                 removed = [p.kind for p, bit in zip(owned, pattern, strict=True) if bit == "0"]
                 if owned and len(removed) == len(owned):
-                    descend(h, block + 1, sub)
+                    nodes += items
                     continue
-                call = calls[block]
-                call.arguments[first] = h
                 with branches_removed(self.model, self.layers[block], removed):
-                    out = self.layers[block](*call.args, **call.kwargs)
-                descend(out, block + 1, sub)
-
-        descend(hidden, 0, list(range(len(coalitions))))
+                    for at in range(0, len(items), per_call):
+                        part = items[at : at + per_call]
+                        out = self._stacked_call(self.layers[block], calls[block], [h for h, _ in part], rows)
+                        nodes += [(out[i * rows : (i + 1) * rows], sub) for i, (_, sub) in enumerate(part)]
+        for h, members in nodes:
+            leaf(h, members)
         return loglik, greedy
+
+    @staticmethod
+    def _stacked_call(
+        block: nn.Module, call: inspect.BoundArguments, hidden: list[torch.Tensor], rows: int
+    ) -> torch.Tensor:
+        """Run one block on k residual streams at once: per-row arguments are repeated k times."""
+        first = next(iter(call.signature.parameters))
+        k = len(hidden)
+        stacked = call.signature.bind_partial()
+        for name, value in call.arguments.items():
+            stacked.arguments[name] = torch.cat(hidden) if name == first else _repeat_rows(value, k, rows)
+        return block(*stacked.args, **stacked.kwargs)
+
+
+def _repeat_rows(value: object, k: int, rows: int) -> object:
+    """Repeat per-row tensors (first dim = rows, at least 2-D) k times along the batch; others as they are."""
+    if k == 1:
+        return value
+    if isinstance(value, torch.Tensor):
+        return (
+            value.repeat(k, *[1] * (value.dim() - 1))
+            if value.dim() >= 2 and value.shape[0] == rows
+            else value
+        )
+    if isinstance(value, tuple | list):
+        return type(value)(_repeat_rows(v, k, rows) for v in value)
+    if isinstance(value, dict):
+        return {key: _repeat_rows(v, k, rows) for key, v in value.items()}
+    return value
 
 
 def score_requests(
