@@ -143,7 +143,8 @@ class Scorer:
         for c in wanted:
             if len(c) != len(self.players) or set(c) - {"0", "1"}:
                 raise ValueError(f"coalition '{c}' is not a bit string of length {len(self.players)}")
-        missing = sorted(set(wanted) - self.store.coalitions(), reverse=True)  # shared prefixes adjacent
+        frame = self.store.frame()
+        missing = sorted(set(wanted) - set(frame["coalition"]), reverse=True)  # shared prefixes adjacent
         if missing:
             chunks = [missing[i : i + self.chunk_size] for i in range(0, len(missing), self.chunk_size)]
             bar = tqdm(
@@ -155,8 +156,8 @@ class Scorer:
             with bar:
                 for chunk in chunks:
                     self._score_chunk(chunk, bar)
-        frame = self.store.frame().set_index("coalition")
-        return frame.loc[wanted].reset_index()
+            frame = self.store.frame()  # re-read only when new parts were written
+        return frame.set_index("coalition").loc[wanted].reset_index()
 
     def _score_chunk(self, chunk: list[str], bar: tqdm) -> None:
         start = time.perf_counter()
