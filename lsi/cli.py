@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--alpha", type=float, default=0.05, help="significance of the paired per-document drop")
     p.add_argument("--estimate", type=Path, default=None, help="a Shapley estimate JSON, for the mass shares")
+    p = sub.add_parser(
+        "study", help="run a study grid (models x tasks x settings) of notebooks through papermill"
+    )
+    p.add_argument("grid", type=Path, help="the grid YAML, e.g. studies/paper.yaml")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and which are done; run nothing")
+    p.add_argument("--force", action="store_true", help="rerun the cells that are already done")
+    p.add_argument("--no-figures", action="store_true", help="skip the figures notebook at the end")
     sub.add_parser("models", help="list the models available offline")
     sub.add_parser("tasks", help="list the tasks available offline")
     return parser
@@ -253,6 +260,7 @@ def _game(args: argparse.Namespace):  # noqa: ANN202
 
 def cmd_shapley(args: argparse.Namespace) -> int:
     from lsi.estimators import estimate, get_estimator
+    from lsi.results import save_estimate
 
     get_estimator(args.estimator)  # fail fast, before any model loads
     game = _game(args)
@@ -264,7 +272,7 @@ def cmd_shapley(args: argparse.Namespace) -> int:
         game = game.restricted([game.names.index(n) for n in names])
     options = {"n_lim": args.max_removed} if args.estimator == "window" else {}
     result = estimate(game, args.estimator, args.budget, args.seed, args.bootstrap, **options)
-    out = result.to_dict() | {
+    config = {
         "model": args.model,
         "task": args.task,
         "limit": args.limit,
@@ -273,7 +281,8 @@ def cmd_shapley(args: argparse.Namespace) -> int:
         "value": args.value,
         "restricted_to": names or None,
     }
-    path = _write_estimate(game, out)
+    store = getattr(game, "store", None) or game.parent.store
+    path, out = save_estimate(store, result, config)
     if args.json:
         print(json.dumps(out | {"file": str(path)}))
     else:
@@ -284,27 +293,6 @@ def cmd_shapley(args: argparse.Namespace) -> int:
         print(f"efficiency: {out['efficiency']}")
         print(f"estimate: {path}")
     return 0
-
-
-def _write_estimate(game, out: dict) -> Path:  # noqa: ANN001 - a LayerGame or its restriction
-    """One file per estimate configuration (estimator, value, budget, seed, players): a rerun replaces it."""
-    import hashlib
-    from datetime import datetime, timezone
-
-    from lsi.scoring import versions
-
-    store = getattr(game, "store", None) or game.parent.store
-    folder = store.path / "estimates"
-    folder.mkdir(exist_ok=True)
-    players = (
-        "all" if not out["restricted_to"] else hashlib.sha1(",".join(out["players"]).encode()).hexdigest()[:8]
-    )
-    path = folder / f"{out['estimator']}-{out['value']}-b{out['budget']}-s{out['seed']}-{players}.json"
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    path.write_text(
-        json.dumps(out | {"created": created, "versions": versions(), "store": str(store.path)}, indent=1)
-    )
-    return path
 
 
 def cmd_cornerstones(args: argparse.Namespace) -> int:
@@ -365,6 +353,15 @@ def cmd_tasks(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from lsi.study import load_grid, run_grid
+
+    study = load_grid(args.grid)
+    report = run_grid(study, force=args.force, dry_run=args.dry_run, figures=not args.no_figures)
+    print(report.summary())
+    return report.exit_code
+
+
 def _none(value: object) -> object:
     """JSON-friendly: NaN and None both become null."""
     return None if value is None or (isinstance(value, float) and value != value) else value
@@ -379,6 +376,7 @@ COMMANDS = {
     "cornerstones": cmd_cornerstones,
     "models": cmd_models,
     "tasks": cmd_tasks,
+    "study": cmd_study,
 }
 
 if __name__ == "__main__":

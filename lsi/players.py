@@ -78,6 +78,11 @@ def coalition_without(players: tuple[Player, ...], removed: Iterable[Player]) ->
     return "".join(out)
 
 
+def single_removals(n_players: int) -> list[str]:
+    """The n coalitions that each remove exactly one player, in player order."""
+    return ["".join("0" if j == i else "1" for j in range(n_players)) for i in range(n_players)]
+
+
 def removed_players(coalition: str, players: tuple[Player, ...]) -> tuple[Player, ...]:
     """Players a coalition leaves out, validating its length and alphabet."""
     if len(coalition) != len(players) or set(coalition) - {"0", "1"}:

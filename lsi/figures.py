@@ -1,0 +1,189 @@
+"""The study's figures, drawn from tables (ablation tables, estimates, benchmark rows), never from a model.
+
+Each function returns a matplotlib Figure; `lsi.style.save` writes it as PDF and PNG. Titles name
+the model, task, metric, document count, dtype and estimator, so a figure read alone says what it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Patch
+
+from lsi import style
+
+
+def _kind_legend(ax: plt.Axes, kinds: Sequence[str], extra: Sequence = ()) -> None:
+    handles = [Patch(color=style.KIND_COLORS[k], label=style.KIND_LABELS[k]) for k in dict.fromkeys(kinds)]
+    ax.legend(handles=[*handles, *extra], loc="lower right", frameon=True, framealpha=0.9)
+
+
+def _player_axis(ax: plt.Axes, players: Sequence[str]) -> None:
+    """x = player index in forward order; ticks at the blocks' first players, labelled by block."""
+    blocks = [int(p.partition(".")[2]) for p in players]
+    step = max(1, len(set(blocks)) // 8)
+    ticks = [i for i, b in enumerate(blocks) if (i == 0 or blocks[i - 1] != b) and b % step == 0]
+    ax.set_xticks(ticks, [str(blocks[i]) for i in ticks])
+    ax.set_xlim(-1, len(players))
+    ax.set_xlabel("block")
+
+
+def _panel_title(table: pd.DataFrame, task: str) -> str:
+    attrs = table.attrs
+    flag = "" if attrs.get("above_chance", True) else "\nfull model NOT above chance"
+    return f"{task} ({attrs['metric']}, {attrs['n_docs']} docs){flag}"
+
+
+def ablation_grid(tables: Mapping[str, pd.DataFrame], title: str, ncols: int = 3) -> plt.Figure:
+    """The paper's single-player ablation figure: one panel per task; each bar hangs from the full
+    model's score down (or up) to the score without that player; dashed lines mark the original score
+    and random guessing; whiskers are 95% bootstrap intervals of the ablated score."""
+    style.apply()
+    nrows = -(-len(tables) // ncols)
+    ncols = min(ncols, len(tables))
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(style.PAGE_WIDTH, 1.9 * nrows + 0.5),
+        squeeze=False,
+        sharey=True,
+        constrained_layout=True,
+    )
+    for ax, (task, table) in zip(axes.flat, tables.items(), strict=False):
+        full, chance = table.attrs["full"], table.attrs["chance"]
+        x = np.arange(len(table))
+        colors = [style.KIND_COLORS[k] for k in table["kind"]]
+        ax.bar(x, table["score"] - full, bottom=full, color=colors, width=0.85, linewidth=0)
+        ax.errorbar(
+            x,
+            table["score"],
+            yerr=[table["score"] - table["score_low"], table["score_high"] - table["score"]],
+            fmt="none",
+            ecolor="0.3",
+            elinewidth=0.4,
+        )
+        ax.axhline(full, color="k", ls="--", lw=0.8)
+        ax.axhline(chance, color="0.45", ls=":", lw=0.9)
+        ax.set_title(_panel_title(table, task))
+        _player_axis(ax, table["player"].tolist())
+        ax.set_ylim(min(0.0, table["score_low"].min() - 0.02), max(1.0, full + 0.05))
+    for ax in axes.flat[len(tables) :]:
+        ax.set_visible(False)
+    axes[0, 0].set_ylabel("score without the player")
+    lines = [
+        plt.Line2D([], [], color="k", ls="--", lw=0.8, label="original"),
+        plt.Line2D([], [], color="0.45", ls=":", lw=0.9, label="random"),
+    ]
+    _kind_legend(axes.flat[len(tables) - 1], next(iter(tables.values()))["kind"], lines)
+    fig.suptitle(title)
+    return fig
+
+
+def shapley_bars(
+    ax: plt.Axes,
+    players: Sequence[str],
+    values: Sequence[float],
+    low: Sequence[float | None] | None = None,
+    high: Sequence[float | None] | None = None,
+) -> None:
+    """Shapley values over the players in forward order, coloured by kind, with intervals if given."""
+    values = np.asarray(values, dtype=float)
+    x = np.arange(len(players))
+    ax.bar(x, values, color=[style.KIND_COLORS[style.kind_of(p)] for p in players], width=0.85, linewidth=0)
+    if low is not None and high is not None:
+        lo = np.asarray([np.nan if v is None else v for v in low], dtype=float)
+        hi = np.asarray([np.nan if v is None else v for v in high], dtype=float)
+        if np.isfinite(lo).any():
+            ax.errorbar(x, values, yerr=[values - lo, hi - values], fmt="none", ecolor="0.3", elinewidth=0.4)
+    ax.axhline(0, color="k", lw=0.5)
+    _player_axis(ax, players)
+
+
+def shapley_grid(estimates: pd.DataFrame, title: str) -> plt.Figure:
+    """Shapley values per player: models in rows, tasks in columns (one estimate per cell).
+
+    `estimates` rows need model, task, players, values, ci_low, ci_high (as `estimate_index` gives).
+    """
+    style.apply()
+    models = list(dict.fromkeys(estimates["model"]))
+    tasks = list(dict.fromkeys(estimates["task"]))
+    fig, axes = plt.subplots(
+        len(models),
+        len(tasks),
+        figsize=(style.PAGE_WIDTH, 1.5 * len(models) + 0.6),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    cells = {(r.model, r.task): r for r in estimates.itertuples()}
+    for i, model in enumerate(models):
+        for j, task in enumerate(tasks):
+            ax = axes[i, j]
+            row = cells.get((model, task))
+            if row is None:
+                ax.set_visible(False)
+                continue
+            shapley_bars(ax, row.players, row.values, row.ci_low, row.ci_high)
+            ax.set_title(task if i == 0 else "")
+            if j == 0:
+                ax.set_ylabel(f"{model}\nShapley value")
+            if i < len(models) - 1:
+                ax.set_xlabel("")
+    fig.suptitle(title)
+    return fig
+
+
+def estimator_error(frame: pd.DataFrame, title: str) -> plt.Figure:
+    """Error of each sampling estimator against exact values as the budget grows (median and
+    quartiles over seeds), with the paper's `window` estimator as a single point at its fixed cost.
+
+    Budgets that enumerate every coalition are left out: there most estimators are exact to rounding,
+    which would stretch the log axis over thirty decades.
+    """
+    style.apply()
+    fig, axes = plt.subplots(1, 3, figsize=(style.PAGE_WIDTH, 2.5), layout="constrained")
+    panels = [
+        ("mse", "MSE vs exact"),
+        ("spearman", "Spearman vs exact"),
+        ("top3_precision", "top-3 precision"),
+    ]
+    full_budget = frame["budget"].max()
+    samplers = frame[(frame.estimator != "window") & (frame.budget < full_budget)]
+    palette = dict(zip(sorted(samplers.estimator.unique()), plt.cm.tab10.colors, strict=False))
+    for ax, (metric, label) in zip(axes, panels, strict=True):
+        for name, group in samplers.groupby("estimator"):
+            by_budget = group.groupby("budget")
+            q = by_budget[metric].quantile([0.25, 0.5, 0.75]).unstack()
+            x = by_budget["evaluations"].median()  # what the budget bought (some spend less)
+            ax.plot(x, q[0.5], marker=".", ms=3, lw=1, color=palette[name], label=name)
+            ax.fill_between(x, q[0.25], q[0.75], color=palette[name], alpha=0.12, lw=0)
+        window = frame[frame.estimator == "window"]
+        if len(window):
+            point = window.iloc[0]
+            ax.plot(point.evaluations, point[metric], "k*", ms=8, label="window (paper)")
+        ax.set_xscale("log", base=2)
+        if metric == "mse":
+            ax.set_yscale("log")
+        ax.set_xlabel("distinct coalitions evaluated")
+        ax.set_title(label)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))
+    fig.suptitle(title)
+    return fig
+
+
+def removal_curves(curves: Mapping[str, pd.DataFrame], full: float, chance: float, title: str) -> plt.Figure:
+    """Score as players are removed one by one, one line per removal order."""
+    style.apply()
+    fig, ax = plt.subplots(figsize=(style.COLUMN_WIDTH, 2.3), constrained_layout=True)
+    for name, curve in curves.items():
+        ax.plot(curve["removed"], curve["score"], marker=".", ms=3, lw=1, label=name)
+    ax.axhline(full, color="k", ls="--", lw=0.8, label="original")
+    ax.axhline(chance, color="0.45", ls=":", lw=0.9, label="random")
+    ax.set_xlabel("players removed")
+    ax.set_ylabel("score")
+    ax.legend()
+    ax.set_title(title)
+    return fig

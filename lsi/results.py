@@ -1,0 +1,84 @@
+"""What a results folder holds, as tables: its score stores and its Shapley estimates.
+
+Figures and reports read results through here, so they never need a model. Estimates are JSON files
+in `<store>/estimates/`, one per (estimator, value, budget, seed, player set): a rerun replaces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from lsi.estimators import Estimate
+from lsi.players import single_removals
+from lsi.scoring import versions
+from lsi.store import ScoreStore
+
+
+def store_index(results: Path) -> pd.DataFrame:
+    """One row per score store under `results`: its configuration and what it holds."""
+    rows = []
+    for meta_file in sorted(Path(results).glob("scores/*/*/*/meta.json")):
+        store = ScoreStore.open(meta_file.parent)
+        meta = store.meta
+        players = meta["players"]
+        stored = store.coalitions()
+        singles = set(single_removals(len(players)))
+        rows.append(
+            {
+                "model": meta["model"]["name"],
+                "title": meta["model"].get("title", meta["model"]["name"]),
+                "family": meta["model"]["family"],
+                "moe": any(p.startswith("moe.") for p in players) or meta["model"]["family"] == "mixtral",
+                "task": meta["task"],
+                "split": meta["split"],
+                "metric": meta["metric"],
+                "granularity": meta["granularity"],
+                "dtype": meta["dtype"],
+                "limit": meta["limit"],
+                "n_docs": meta["n_docs"],
+                "n_players": len(players),
+                "coalitions": len(stored),
+                "has_ablation": "1" * len(players) in stored and singles <= stored,
+                "path": meta_file.parent,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def estimate_index(results: Path) -> pd.DataFrame:
+    """One row per estimate under `results`, with the values and intervals as lists."""
+    rows = []
+    for path in sorted(Path(results).glob("scores/*/*/*/estimates/*.json")):
+        record = json.loads(path.read_text())
+        rows.append(record | {"file": path, "store": path.parent.parent})
+    return pd.DataFrame(rows)
+
+
+def save_estimate(store: ScoreStore, estimate: Estimate, config: dict) -> tuple[Path, dict]:
+    """Write an estimate with its configuration (model, task, value, `restricted_to`...) next to its
+    store; returns the file and the record written."""
+    subset = config.get("restricted_to")
+    players = "all" if not subset else hashlib.sha1(",".join(estimate.players).encode()).hexdigest()[:8]
+    record = estimate.to_dict() | config
+    name = f"{estimate.estimator}-{config['value']}-b{estimate.budget}-s{estimate.seed}-{players}.json"
+    path = store.path / "estimates" / name
+    path.parent.mkdir(exist_ok=True)
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record |= {"created": created, "versions": versions(), "store": str(store.path)}
+    path.write_text(json.dumps(record, indent=1))
+    return path, record
+
+
+def write_table(frame: pd.DataFrame, folder: Path, stem: str) -> list[Path]:
+    """A table as CSV (for code) and Markdown (for reading), side by side."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    csv, markdown = folder / f"{stem}.csv", folder / f"{stem}.md"
+    frame.to_csv(csv, index=False)
+    markdown.write_text(frame.to_markdown(index=False, floatfmt=".4g") + "\n")
+    return [csv, markdown]

@@ -1,0 +1,54 @@
+"""One look for every figure: paper column widths, readable small fonts, one colour per player kind.
+
+Call `apply()` once (the figure functions do) so notebooks, the CLI and benchmarks draw alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+COLUMN_WIDTH = 3.3  # inches: one column of a two-column (ACL) paper
+PAGE_WIDTH = 6.9  # inches: both columns
+
+# The paper's colours: attention red, FFN blue; MoE FFNs purple, whole blocks grey.
+KIND_COLORS = {"attn": "#d62728", "mlp": "#1f77b4", "moe": "#9467bd", "block": "#555555"}
+KIND_LABELS = {"attn": "attention", "mlp": "FFN", "moe": "MoE FFN", "block": "block"}
+
+
+def apply() -> None:
+    """Seaborn's paper context with fonts that stay legible at column width."""
+    sns.set_theme(context="paper", style="whitegrid", font_scale=0.85)
+    plt.rcParams.update(
+        {
+            "figure.dpi": 110,
+            "savefig.dpi": 200,
+            "savefig.bbox": "tight",
+            "axes.titlesize": 8,
+            "axes.labelsize": 7.5,
+            "xtick.labelsize": 6.5,
+            "ytick.labelsize": 6.5,
+            "legend.fontsize": 6.5,
+            "figure.titlesize": 8.5,
+            "grid.linewidth": 0.4,
+            "pdf.fonttype": 42,  # editable text in the PDFs
+        }
+    )
+
+
+def kind_of(player: str) -> str:
+    """'attn.3' -> 'attn'."""
+    return player.partition(".")[0]
+
+
+def save(fig: plt.Figure, folder: Path, stem: str) -> list[Path]:
+    """Write the figure as PDF (for papers) and PNG (for READMEs), and close it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{stem}.{suffix}" for suffix in ("pdf", "png")]
+    for path in paths:
+        fig.savefig(path)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,160 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The paper's figures and tables, from cached scores alone
+#
+# Reads only `results_dir` (score stores, their Shapley estimates, the estimator benchmark): no model
+# is loaded and nothing is scored. It redraws, for whatever results exist:
+#
+# 1. the single-layer ablation figure per model (bars hanging from the original score, attention red,
+#    FFN blue, dashed original and dotted random lines);
+# 2. the Shapley grid, models in rows and tasks in columns;
+# 3. the cornerstone statistics (per model and task, and averaged over tasks);
+# 4. the estimator comparison against exact values;
+# 5. the dense-versus-MoE comparison, when an MoE model has results.
+#
+# Figures never mix limits, dtypes or granularities: each configuration gets its own file, named after it.
+# Figures go to `figures_dir` as PDF and PNG, tables as CSV and Markdown.
+
+# %% tags=["parameters"]
+results_dir = "results"
+figures_dir = "figures"
+resamples = 1000  # bootstrap resamples of the ablation intervals
+shapley_estimator = "window"  # whose Shapley values the mass shares use
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+from lsi import figures, style
+from lsi.analysis import ablation_table, cornerstone_report, cornerstones, estimator_summary
+from lsi.results import estimate_index, store_index, write_table
+from lsi.store import ScoreStore
+
+results, out = Path(results_dir), Path(figures_dir)
+PAPER_TASKS = ["boolq", "arc_easy", "arc_challenge", "piqa", "winogrande", "openbookqa"]
+written: list[Path] = []
+
+
+def task_order(tasks: pd.Series) -> list[str]:
+    """The paper's task order first, then any others alphabetically."""
+    present = set(tasks)
+    return [t for t in PAPER_TASKS if t in present] + sorted(present - set(PAPER_TASKS))
+
+
+def show_and_save(fig: plt.Figure, stem: str) -> None:
+    display(fig)
+    written.extend(style.save(fig, out, stem))
+
+
+def show_table(frame: pd.DataFrame, stem: str) -> None:
+    display(Markdown(frame.to_markdown(index=False, floatfmt=".3g")))
+    written.extend(write_table(frame, out, stem))
+
+
+stores = store_index(results)
+estimates = estimate_index(results)
+if stores.empty:
+    raise SystemExit(f"no score stores under {results}: run a study first (notebook 01 or `lsi study`)")
+config = ["model", "granularity", "dtype", "limit"]
+display(stores.drop(columns=["path", "title"]))
+
+# %% [markdown]
+# ## 1. Single-layer ablation, one figure per model and configuration
+
+# %%
+ablated = stores[stores["has_ablation"]]
+for (model, granularity, dtype, limit), group in ablated.groupby(config, dropna=False, sort=False):
+    by_task = group.set_index("task")
+    tables = {
+        task: cornerstones(ablation_table(ScoreStore.open(by_task.loc[task, "path"]), resamples))
+        for task in task_order(group["task"])
+    }
+    title = f"Single-player ablation: {group['title'].iloc[0]} | {granularity} | {dtype} | limit {limit}"
+    show_and_save(
+        figures.ablation_grid(tables, title), f"ablation-{model}-{granularity}-{dtype}-limit{limit}"
+    )
+
+# %% [markdown]
+# ## 2. Shapley values: models x tasks
+# One grid per (granularity, dtype, limit, estimator, value); the latest all-player estimate of each
+# (model, task) cell.
+
+# %%
+if estimates.empty:
+    print("no Shapley estimates yet")
+else:
+    full_game = estimates[estimates["restricted_to"].isna()].sort_values("created")
+    keys = ["granularity", "dtype", "limit", "estimator", "value"]
+    for (granularity, dtype, limit, estimator, value), group in full_game.groupby(keys, dropna=False):
+        latest = group.drop_duplicates(["model", "task"], keep="last")
+        latest = latest.set_index("task").loc[task_order(latest["task"])].reset_index()
+        budget = ", ".join(sorted({str(b) for b in latest["evaluations"]}))
+        title = (
+            f"Shapley values ({estimator}, {budget} coalitions; value: {value}) | {granularity} | "
+            f"{dtype} | limit {limit}"
+        )
+        stem = f"shapley-{granularity}-{dtype}-limit{limit}-{estimator}-{value}"
+        show_and_save(figures.shapley_grid(latest, title), stem)
+
+# %% [markdown]
+# ## 3. Cornerstone statistics
+# Per (model, task): the cornerstones by the stated rule, the mean drop when one is removed against
+# any other player, and the share of the positive Shapley mass they hold. Then the mean over tasks,
+# as the paper reports it.
+
+# %%
+report = cornerstone_report(stores, estimates, estimator=shapley_estimator, resamples=resamples)
+print("rule:", report.attrs["rule"])
+report["cornerstones"] = report["cornerstones"].map(", ".join)
+show_table(report, "cornerstones")
+numeric = ["full", "chance", "max_drop", "mean_drop_cornerstone", "mean_drop_other"]
+numeric += [c for c in ("positive_mass_share_cornerstone", "positive_mass_share_other") if c in report]
+means = report.groupby(config, dropna=False)[numeric].mean().reset_index()
+means["tasks"] = report.groupby(config, dropna=False)["task"].count().to_numpy()
+means["tasks_above_chance"] = report.groupby(config, dropna=False)["above_chance"].sum().to_numpy()
+show_table(means, "cornerstone-statistics")
+
+# %% [markdown]
+# ## 4. Estimators against exact values
+# From `benchmarks/bench_estimators.py` runs on fully enumerated real games.
+
+# %%
+for csv in sorted((results / "estimator_benchmark").glob("*.csv")):
+    bench = pd.read_csv(csv)
+    header = csv.with_suffix(".md").read_text().split("\n\n")[0]  # the benchmark's title lines
+    show_and_save(figures.estimator_error(bench, header), f"estimators-{csv.stem}")
+    show_table(estimator_summary(bench), f"estimators-{csv.stem}")
+
+# %% [markdown]
+# ## 5. Dense versus mixture-of-experts
+# The paper finds the MoE model leans less on any single cornerstone. Drawn only when both kinds have
+# results in the same configuration.
+
+# %%
+if report.empty or report["moe"].nunique() < 2:
+    print("no MoE model has results yet: nothing to compare")
+else:
+    compare = report.groupby([*config, "moe"])[["max_drop", "mean_drop_cornerstone"]].mean().reset_index()
+    show_table(compare, "dense-vs-moe")
+
+# %%
+print(f"{len(written)} files written to {out}:")
+for path in written:
+    print(" ", path)

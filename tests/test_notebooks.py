@@ -1,0 +1,97 @@
+"""The notebooks: every .py source has an in-sync .ipynb; the quickstart and the paper-figures notebook
+run end to end under papermill; the figures are written and the tables match the stores they came from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jupytext
+import numpy as np
+import pandas as pd
+import papermill
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
+RESULTS = ROOT / "results"
+KERNEL = {"kernel_name": "python3", "language": "python", "progress_bar": False, "cwd": str(ROOT)}
+
+
+def _cells(notebook) -> list[tuple[str, str, tuple[str, ...]]]:
+    return [(c.cell_type, c.source, tuple(c.metadata.get("tags", ()))) for c in notebook.cells]
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
+def test_pair_in_sync(source: Path) -> None:
+    paired = source.with_suffix(".ipynb")
+    assert paired.exists(), f"{paired.name} is missing: run `jupytext --sync notebooks/*.py`"
+    assert _cells(jupytext.read(paired)) == _cells(jupytext.read(source)), (
+        f"{paired.name} is out of sync with {source.name}: run `jupytext --sync notebooks/*.py`"
+    )
+
+
+def test_notebooks_have_parameters() -> None:
+    assert {p.stem for p in NOTEBOOKS} >= {"00_quickstart", "01_layer_importance", "02_paper_figures"}
+    for source in NOTEBOOKS:
+        tagged = [c for c in jupytext.read(source).cells if "parameters" in c.metadata.get("tags", ())]
+        assert len(tagged) == 1, f"{source.name} needs exactly one cell tagged 'parameters'"
+
+
+def _png_and_pdf(folder: Path, stem: str) -> None:
+    for suffix in ("png", "pdf"):
+        path = folder / f"{stem}.{suffix}"
+        assert path.exists() and path.stat().st_size > 1000, f"{path} missing or empty"
+
+
+def test_paper_figures_from_committed_results(tmp_path: Path) -> None:
+    out = tmp_path / "figures"
+    papermill.execute_notebook(
+        str(ROOT / "notebooks/02_paper_figures.ipynb"),
+        str(tmp_path / "02.ipynb"),
+        parameters={"results_dir": str(RESULTS), "figures_dir": str(out), "resamples": 200},
+        **KERNEL,
+    )
+    report = pd.read_csv(out / "cornerstones.csv")
+    assert len(report) > 0
+    for row in report.itertuples():
+        stem = f"ablation-{row.model}-{row.granularity}-{row.dtype}-limit{row.limit}"
+        _png_and_pdf(out, stem)
+        # Recompute from the store's parquet parts with pandas alone.
+        store = RESULTS / "scores" / row.model / row.task / f"{row.granularity}-{row.dtype}-limit{row.limit}"
+        frame = pd.read_parquet(store / "parts").drop_duplicates("coalition").set_index("coalition")
+        n = len(next(iter(frame.index)))
+        full = frame.loc["1" * n, "score"]
+        singles = [frame.loc["1" * i + "0" + "1" * (n - i - 1), "score"] for i in range(n)]
+        assert row.full == pytest.approx(full, abs=1e-12)
+        assert row.max_drop == pytest.approx(full - min(singles), abs=1e-12)
+        assert row.n_docs == len(frame.loc["1" * n, f"doc_{row.metric}"])
+    stats = pd.read_csv(out / "cornerstone-statistics.csv")
+    config = ["model", "granularity", "dtype", "limit"]
+    merged = stats.merge(report.groupby(config)["full"].agg(["mean", "count"]).reset_index(), on=config)
+    assert len(merged) == len(stats)
+    assert merged["full"].to_numpy() == pytest.approx(merged["mean"].to_numpy())
+    assert (merged["tasks"] == merged["count"]).all()
+    for csv in (RESULTS / "estimator_benchmark").glob("*.csv"):
+        _png_and_pdf(out, f"estimators-{csv.stem}")
+        table = pd.read_csv(out / f"estimators-{csv.stem}.csv")
+        bench = pd.read_csv(csv)
+        medians = bench.groupby(["estimator", "budget"])["mse"].median().to_numpy()
+        assert np.allclose(table["mse"].to_numpy(), medians)
+
+
+@pytest.mark.slow
+def test_quickstart_runs(tmp_path: Path) -> None:
+    """The five-minute tour end to end on the embedded model (a few minutes on 2 cores)."""
+    out = tmp_path / "figures"
+    papermill.execute_notebook(
+        str(ROOT / "notebooks/00_quickstart.ipynb"),
+        str(tmp_path / "00.ipynb"),
+        parameters={"results_dir": str(tmp_path / "results"), "figures_dir": str(out), "limit": 20},
+        **KERNEL,
+    )
+    _png_and_pdf(out, "quickstart-ablation-smollm2-135m-arc_easy")
+    _png_and_pdf(out, "quickstart-shapley-smollm2-135m-arc_easy")
+    stores = list((tmp_path / "results").glob("scores/smollm2-135m/arc_easy/*/parts"))
+    assert len(stores) == 1
+    # The full model, 30 single removals, then windows of two and three blocks: 1 + 30 + 29 + 28.
+    assert pd.read_parquet(stores[0])["coalition"].nunique() == 88
