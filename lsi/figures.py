@@ -150,7 +150,7 @@ def estimator_error(frame: pd.DataFrame, title: str) -> plt.Figure:
         ("top3_precision", "top-3 precision"),
     ]
     full_budget = frame["budget"].max()
-    samplers = frame[(frame.estimator != "window") & (frame.budget < full_budget)]
+    samplers = frame[~frame.estimator.isin(["window", "exact"]) & (frame.budget < full_budget)]
     palette = dict(zip(sorted(samplers.estimator.unique()), plt.cm.tab10.colors, strict=False))
     for ax, (metric, label) in zip(axes, panels, strict=True):
         for name, group in samplers.groupby("estimator"):

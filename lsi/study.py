@@ -54,7 +54,7 @@ CHOICES = {
 # Integer parameters and their least allowed value; None is allowed where the default is None.
 INTEGERS = {"budget": 1, "max_removed": 1, "limit": 1, "batch_size": 1, "seed": 0, "bootstrap": 0}
 # ipykernel warns on stderr at every start about TCP without encryption (local kernels); keep errors only.
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 @dataclass
