@@ -227,3 +227,40 @@ def estimator_summary(frame: pd.DataFrame) -> pd.DataFrame:
         lambda s: s.dropna().astype(float).mean()
     )
     return summary.reset_index()
+
+
+def dtype_agreement(stores: pd.DataFrame, reference: str = "float32") -> pd.DataFrame:
+    """How much a cheaper dtype changes the answers: for every store with a `reference`-dtype twin
+    (same model, task, granularity, limit), the documents whose correctness differs per shared
+    coalition, and the largest score difference."""
+    key = ["model", "task", "granularity", "limit"]
+    rows = []
+    references = stores[stores["dtype"] == reference].set_index(key)
+    for s in stores[stores["dtype"] != reference].itertuples():
+        twin = tuple(getattr(s, k) for k in key)
+        if twin not in references.index:
+            continue
+        ref = ScoreStore.open(references.loc[twin, "path"]).frame().set_index("coalition")
+        other = ScoreStore.open(s.path).frame().set_index("coalition")
+        shared = ref.index.intersection(other.index)
+        if shared.empty:
+            continue
+        column = f"doc_{s.metric}"
+        flips = np.array(
+            [np.sum(np.asarray(ref.at[c, column]) != np.asarray(other.at[c, column])) for c in shared]
+        )
+        rows.append(
+            dict(zip(key, twin, strict=True))
+            | {
+                "dtype": s.dtype,
+                "reference": reference,
+                "coalitions": len(shared),
+                "n_docs": s.n_docs,
+                "mean_flips": float(flips.mean()),
+                "max_flips": int(flips.max()),
+                "max_score_diff": float(
+                    np.max(np.abs(ref.loc[shared, "score"] - other.loc[shared, "score"]))
+                ),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -43,7 +43,13 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from lsi import figures, style
-from lsi.analysis import ablation_table, cornerstone_report, cornerstones, estimator_summary
+from lsi.analysis import (
+    ablation_table,
+    cornerstone_report,
+    cornerstones,
+    dtype_agreement,
+    estimator_summary,
+)
 from lsi.results import estimate_index, store_index, write_table
 from lsi.store import ScoreStore
 
@@ -153,6 +159,18 @@ if report.empty or report["moe"].nunique() < 2:
 else:
     compare = report.groupby([*config, "moe"])[["max_drop", "mean_drop_cornerstone"]].mean().reset_index()
     show_table(compare, "dense-vs-moe")
+
+# %% [markdown]
+# ## 6. bfloat16 against float32
+# The study runs in bfloat16; a float32 store of the same (model, task, granularity, limit) checks it:
+# documents whose correctness flips per shared coalition.
+
+# %%
+agreement = dtype_agreement(stores)
+if agreement.empty:
+    print("no configuration has both a float32 and another dtype's store yet")
+else:
+    show_table(agreement, "dtype-agreement")
 
 # %%
 print(f"{len(written)} files written to {out}:")

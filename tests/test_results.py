@@ -1,0 +1,69 @@
+"""Reading a results folder without a model: the store index, estimates, tables, dtype agreement."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lsi.analysis import dtype_agreement
+from lsi.estimators import estimate
+from lsi.layer_game import LayerGame
+from lsi.results import estimate_index, save_estimate, store_index, write_table
+from lsi.store import ScoreStore
+
+DEMO = Path(__file__).resolve().parent.parent / "results/scores/smollm2-135m/arc_easy/block-float32-limit50"
+
+
+def _copy(results: Path, dtype: str) -> Path:
+    target = results / "scores/smollm2-135m/arc_easy" / f"block-{dtype}-limit50"
+    shutil.copytree(DEMO, target)
+    meta = json.loads((target / "meta.json").read_text())
+    (target / "meta.json").write_text(json.dumps(meta | {"dtype": dtype}))
+    return target
+
+
+def test_store_index_and_estimates(tmp_path: Path) -> None:
+    store_path = _copy(tmp_path, "float32")
+    index = store_index(tmp_path)
+    assert index[["model", "task", "granularity", "dtype", "limit"]].iloc[0].tolist() == [
+        "smollm2-135m",
+        "arc_easy",
+        "block",
+        "float32",
+        50,
+    ]
+    assert bool(index["has_ablation"].iloc[0]) and index["coalitions"].iloc[0] == 31
+    store = ScoreStore.open(store_path)
+    game = LayerGame(store, "score").restricted([0, 1])
+    result = estimate(game, "window", bootstrap=0, n_lim=1)  # full + two single removals: stored
+    path, record = save_estimate(store, result, {"value": "score", "restricted_to": ["block.0", "block.1"]})
+    found = estimate_index(tmp_path)
+    assert len(found) == 1 and found["file"].iloc[0] == path
+    assert found["values"].iloc[0] == record["values"] == list(result.values)
+
+
+def test_dtype_agreement_counts_flipped_documents(tmp_path: Path) -> None:
+    _copy(tmp_path, "float32")
+    cheap = _copy(tmp_path, "bfloat16")
+    frame = pd.read_parquet(cheap / "parts")
+    row = frame.index[frame["coalition"] == "0" + "1" * 29][0]
+    docs = np.asarray(frame.at[row, "doc_acc_norm"]).copy()
+    docs[:3] = 1 - docs[:3]  # three documents change their answer in one coalition
+    frame.at[row, "doc_acc_norm"] = docs
+    shutil.rmtree(cheap / "parts")
+    (cheap / "parts").mkdir()
+    frame.to_parquet(cheap / "parts/part-0.parquet")
+    table = dtype_agreement(store_index(tmp_path))
+    assert len(table) == 1
+    assert table["coalitions"].iloc[0] == 31 and table["max_flips"].iloc[0] == 3
+    assert table["mean_flips"].iloc[0] == 3 / 31
+
+
+def test_write_table(tmp_path: Path) -> None:
+    paths = write_table(pd.DataFrame({"a": [1.5, 2.25]}), tmp_path / "t", "x")
+    assert pd.read_csv(paths[0])["a"].tolist() == [1.5, 2.25]
+    assert "2.25" in paths[1].read_text()
