@@ -99,8 +99,9 @@ def test_quickstart_runs(tmp_path: Path) -> None:
     _png_and_pdf(out, "quickstart-shapley-smollm2-135m-arc_easy")
     stores = list((tmp_path / "results").glob("scores/smollm2-135m/arc_easy/*/parts"))
     assert len(stores) == 1
-    # The full model, 30 single removals, then windows of two and three blocks: 1 + 30 + 29 + 28.
-    assert pd.read_parquet(stores[0])["coalition"].nunique() == 88
+    # The full model, 30 single removals, windows of two and three blocks (1 + 30 + 29 + 28), and the
+    # empty model, which the efficiency check v(all) - v(empty) needs.
+    assert pd.read_parquet(stores[0])["coalition"].nunique() == 88 + 1
 
 
 def test_dense_vs_moe_table(tmp_path: Path) -> None:

@@ -112,7 +112,7 @@ def test_grid_expands_models_tasks_settings_with_a_per_setting_model_filter(proj
 def test_paper_and_smoke_grids_load():
     studies = Path(__file__).resolve().parents[1] / "studies"
     paper = load_grid(studies / "paper.yaml")
-    assert len(paper.cells) == 3 * 6 + 6
+    assert len(paper.cells) == 3 * 6 * 2 + 6  # sublayer window + kernelshap per model; smollm2 blocks
     assert {c.parameters["granularity"] for c in paper.cells if c.parameters["model"] != "smollm2-135m"} == {
         "sublayer"
     }
