@@ -170,17 +170,25 @@ def cornerstone_report(
     estimates: pd.DataFrame,
     rule: CornerstoneRule = CornerstoneRule(),
     estimator: str = "window",
+    sampler: str = "kernelshap",
     resamples: int = 1000,
 ) -> pd.DataFrame:
-    """The paper's statistics for every store that holds a single-player ablation (one row each).
+    """The paper's statistics and claims for every store holding a single-player ablation (a row each).
 
-    `stores` and `estimates` are `lsi.results.store_index` / `estimate_index` tables; the Shapley mass
-    shares use the latest all-player `estimator` estimate of the metric, where the store has one.
+    `stores` and `estimates` are `lsi.results.store_index` / `estimate_index` tables. The Shapley mass
+    shares use the latest all-player `estimator` estimate of the metric, where the store has one; the
+    claim columns compare the `window` ranking with the cornerstones and with `sampler`'s ranking.
     """
     rows = []
     for s in stores[stores["has_ablation"]].itertuples():
         flagged = cornerstones(ablation_table(ScoreStore.open(s.path), resamples), rule)
-        shapley = _latest_estimate(estimates, s.path, estimator, flagged["player"].tolist())
+        players = flagged["player"].tolist()
+        shapley = _latest_estimate(estimates, s.path, estimator, players)
+        window = _latest_estimate(estimates, s.path, "window", players)
+        sampled = _latest_estimate(estimates, s.path, sampler, players)
+        corner = flagged[flagged["cornerstone"]]
+        others = flagged[~flagged["cornerstone"]]
+        top = {players[i] for i in np.argsort(window)[::-1][: len(corner)]} if window else None
         stats = summary_statistics(flagged, shapley)
         rows.append(
             {
@@ -192,8 +200,16 @@ def cornerstone_report(
                 "n_docs": s.n_docs,
                 "metric": s.metric,
                 "moe": s.moe,
+                "n_blocks": int(flagged["block"].max()) + 1,
                 "max_drop": float(flagged["drop"].max()),
                 "top_player": flagged.loc[flagged["drop"].idxmax(), "player"],
+                "deepest_cornerstone_block": int(corner["block"].max()) if len(corner) else None,
+                "max_cornerstone_score": float(corner["score"].max()) if len(corner) else None,
+                "max_drop_other": float(others["drop"].max()) if len(others) else None,
+                "window_top_is_cornerstones": top == set(corner["player"]) if top and len(corner) else None,
+                f"spearman_window_{sampler}": float(_spearman(window, sampled))
+                if window and sampled
+                else None,
                 "shapley_estimator": estimator if shapley is not None else None,
             }
             | {k: v for k, v in stats.items() if k != "rule"}
@@ -201,6 +217,11 @@ def cornerstone_report(
     report = pd.DataFrame(rows)
     report.attrs["rule"] = rule.describe()
     return report
+
+
+def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Rank agreement of two value vectors over the same players."""
+    return float(stats.spearmanr(a, b).statistic)
 
 
 def _latest_estimate(

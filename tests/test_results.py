@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lsi.analysis import dtype_agreement
-from lsi.estimators import estimate
+from lsi.analysis import ablation_table, cornerstone_report, cornerstones, dtype_agreement
+from lsi.estimators import Estimate, estimate
 from lsi.layer_game import LayerGame
 from lsi.results import estimate_index, save_estimate, store_index, write_table
 from lsi.store import ScoreStore
@@ -67,3 +67,26 @@ def test_write_table(tmp_path: Path) -> None:
     paths = write_table(pd.DataFrame({"a": [1.5, 2.25]}), tmp_path / "t", "x")
     assert pd.read_csv(paths[0])["a"].tolist() == [1.5, 2.25]
     assert "2.25" in paths[1].read_text()
+
+
+def test_cornerstone_report_claims(tmp_path: Path) -> None:
+    """The claim columns: does the window ranking put the cornerstones first, and does it agree with
+    the sampler's ranking? Checked with hand-made estimates over the demo store's players."""
+    store = ScoreStore.open(_copy(tmp_path, "float32"))
+    flagged = cornerstones(ablation_table(store, resamples=50))
+    corner = flagged["cornerstone"].to_numpy()
+    assert 0 < corner.sum() < len(corner)
+    players = tuple(flagged["player"])
+    ranking = corner + np.linspace(0, 0.1, len(corner))  # cornerstones first, then a fixed order
+    for name, values in [("window", ranking), ("kernelshap", ranking * 2)]:
+        fake = Estimate(name, players, values, *[np.full(len(players), np.nan)] * 3, 88, 88, 0, {}, {})
+        save_estimate(store, fake, {"value": "score", "restricted_to": None})
+    report = cornerstone_report(store_index(tmp_path), estimate_index(tmp_path), resamples=50)
+    row = report.iloc[0]
+    assert row["window_top_is_cornerstones"] and row["spearman_window_kernelshap"] == 1.0
+    assert row["deepest_cornerstone_block"] == flagged.loc[corner, "block"].max()
+    assert row["positive_mass_share_cornerstone"] > 0
+    fake = Estimate("window", players, -ranking, *[np.full(len(players), np.nan)] * 3, 88, 88, 0, {}, {})
+    save_estimate(store, fake, {"value": "score", "restricted_to": None})  # replaces the file
+    row = cornerstone_report(store_index(tmp_path), estimate_index(tmp_path), resamples=50).iloc[0]
+    assert not row["window_top_is_cornerstones"] and row["spearman_window_kernelshap"] == -1.0
