@@ -98,6 +98,14 @@ for (model, granularity, dtype, limit), group in ablated.groupby(config, dropna=
     )
 
 # %% [markdown]
+# The cornerstone report (section 3) also says which (model, task) pairs are not clearly above chance;
+# their panels are flagged in the Shapley grid.
+
+# %%
+report = cornerstone_report(stores, estimates, estimator=shapley_estimator, resamples=resamples)
+noise = report.set_index([*config, "task"])["above_chance"]
+
+# %% [markdown]
 # ## 2. Shapley values: models x tasks
 # One grid per (granularity, dtype, limit, estimator, value); the latest all-player estimate of each
 # (model, task) cell.
@@ -111,6 +119,8 @@ else:
     for (granularity, dtype, limit, estimator, value), group in full_game.groupby(keys, dropna=False):
         latest = group.drop_duplicates(["model", "task"], keep="last")
         latest = latest.set_index("task").loc[task_order(latest["task"])].reset_index()
+        keys = latest[[*config, "task"]].itertuples(index=False, name=None)
+        latest["above_chance"] = [bool(noise.get(k, True)) for k in keys]
         budget = ", ".join(sorted({str(b) for b in latest["evaluations"]}))
         title = (
             f"Shapley values ({estimator}, {budget} coalitions; value: {value}) | {granularity} | "
@@ -126,7 +136,6 @@ else:
 # as the paper reports it.
 
 # %%
-report = cornerstone_report(stores, estimates, estimator=shapley_estimator, resamples=resamples)
 print("rule:", report.attrs["rule"])
 report["cornerstones"] = report["cornerstones"].map(", ".join)
 show_table(report, "cornerstones")
