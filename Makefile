@@ -12,7 +12,7 @@ TASK      ?= arc_easy
 LIMIT     ?= 40
 STUDY     ?= studies/paper.yaml
 
-.PHONY: setup models demo ablate study figures notebooks test lint bench clean-venv
+.PHONY: setup models demo ablate study dtype-check figures notebooks test lint bench clean-venv
 
 setup: $(BIN)/lsi
 
@@ -43,6 +43,14 @@ ablate: setup
 # The paper's grid through the notebooks (papermill), resumable; `make study STUDY=studies/smoke.yaml` to try it.
 study: setup
 	$(BIN)/lsi study $(STUDY)
+
+# The float32 check of the bfloat16 study: single-player ablation of SmolLM2's sub-layers in float32
+# on the study's documents; 02_paper_figures then counts the documents whose answer flips.
+PAPER_TASKS := boolq arc_easy arc_challenge piqa winogrande openbookqa
+dtype-check: setup
+	for task in $(PAPER_TASKS); do \
+		$(BIN)/lsi ablate --task $$task --limit 200 --granularity sublayer --dtype float32 --json > /dev/null || exit 1; \
+	done
 
 # Every paper figure and table from results/ alone (no model).
 figures: setup
