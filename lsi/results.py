@@ -74,6 +74,16 @@ def save_estimate(store: ScoreStore, estimate: Estimate, config: dict) -> tuple[
     return path, record
 
 
+def save_removal_curves(
+    store: ScoreStore, curves: dict[str, pd.DataFrame], estimator: str, value: str
+) -> Path:
+    """Cumulative removal curves (one per order, the orders ranked by an estimate) next to the store."""
+    path = store.path / "removal" / f"{estimator}-{value}.csv"
+    path.parent.mkdir(exist_ok=True)
+    pd.concat([curve.assign(order=name) for name, curve in curves.items()]).to_csv(path, index=False)
+    return path
+
+
 def write_table(frame: pd.DataFrame, folder: Path, stem: str) -> list[Path]:
     """A table as CSV (for code) and Markdown (for reading), side by side."""
     folder = Path(folder)

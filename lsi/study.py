@@ -39,6 +39,7 @@ PARAMETERS: dict[str, object] = {
     "seed": 0,
     "value": "score",
     "bootstrap": 200,
+    "removal_curves": False,
 }
 NOTEBOOK = "notebooks/01_layer_importance.ipynb"
 FIGURES_NOTEBOOK = "notebooks/02_paper_figures.ipynb"
@@ -232,6 +233,10 @@ def _check_values(path: Path, where: str, p: dict[str, object]) -> None:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ValueError(f"{path}: {where}: {key} must be an integer >= {least}, got {value!r}")
+    if not isinstance(p["removal_curves"], bool):
+        raise ValueError(
+            f"{path}: {where}: removal_curves must be true or false, got {p['removal_curves']!r}"
+        )
     for key in ("estimator", "device", "results_dir"):
         if not isinstance(p[key], str) or not p[key]:
             raise ValueError(f"{path}: {where}: {key} must be a non-empty string, got {p[key]!r}")

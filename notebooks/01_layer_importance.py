@@ -59,7 +59,7 @@ from lsi.analysis import (
 from lsi.estimators import estimate, get_estimator
 from lsi.layer_game import LayerGame
 from lsi.models import load_model
-from lsi.results import save_estimate
+from lsi.results import save_estimate, save_removal_curves
 from lsi.scoring import Scorer
 
 # %%
@@ -127,12 +127,14 @@ stats
 
 # %% [markdown]
 # ## Cumulative removal (optional)
-# Remove players one at a time, least important first, most important first, and in random order.
+# Remove players one at a time, least important first, most important first, and in random order,
+# ranked by this estimate. The curves are written next to the store for `02_paper_figures`.
 
 # %%
 if removal_curves:
     orders = removal_orders(shapley.values, list(shapley.players), seed)
     curves = {name: cumulative_removal(scorer, order) for name, order in orders.items()}
+    print("curves written to", save_removal_curves(scorer.store, curves, estimator, value))
     fig = figures.removal_curves(curves, flagged.attrs["full"], flagged.attrs["chance"], label)
     display(fig)
     plt.close(fig)

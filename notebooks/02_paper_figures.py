@@ -170,7 +170,24 @@ else:
     show_table(compare, "dense-vs-moe")
 
 # %% [markdown]
-# ## 6. bfloat16 against float32
+# ## 6. How many players can go: cumulative removal
+# Where a study ran with `removal_curves=True`: players removed one by one in the order an estimate
+# ranks them (least important first, most important first) and in random order.
+
+# %%
+for csv in sorted(results.glob("scores/*/*/*/removal/*.csv")):
+    store = stores.set_index("path").loc[csv.parent.parent]
+    table = cornerstones(ablation_table(ScoreStore.open(csv.parent.parent), resamples))
+    curves = {name: curve for name, curve in pd.read_csv(csv).groupby("order", sort=False)}
+    title = (
+        f"{store['title']} | {store['task']} ({store['metric']}, {store['n_docs']} docs)\n"
+        f"{store['granularity']} | {store['dtype']} | orders by {csv.stem}"
+    )
+    fig = figures.removal_curves(curves, table.attrs["full"], table.attrs["chance"], title)
+    show_and_save(fig, f"removal-{store['model']}-{store['task']}-{csv.parent.parent.name}-{csv.stem}")
+
+# %% [markdown]
+# ## 7. bfloat16 against float32
 # The study runs in bfloat16; a float32 store of the same (model, task, granularity, limit) checks it:
 # documents whose correctness flips per shared coalition.
 

@@ -104,14 +104,18 @@ def test_quickstart_runs(tmp_path: Path) -> None:
     assert pd.read_parquet(stores[0])["coalition"].nunique() == 88 + 1
 
 
-def test_dense_vs_moe_table(tmp_path: Path) -> None:
-    """With an MoE model among the results, the figures notebook compares it with the dense ones.
+def test_optional_sections(tmp_path: Path) -> None:
+    """The sections drawn only when their results exist: dense vs MoE, and removal curves.
 
     No MoE model is available offline, so the MoE store is a relabelled copy of a committed one
-    (family 'mixtral'): this checks the notebook's grouping, not a finding.
+    (family 'mixtral'), and the curves are written by hand: this checks the notebook's grouping and
+    drawing, not a finding.
     """
     import json
     import shutil
+
+    from lsi.results import save_removal_curves
+    from lsi.store import ScoreStore
 
     source = RESULTS / "scores/smollm2-135m/arc_easy/block-float32-limit50"
     results = tmp_path / "results"
@@ -121,7 +125,14 @@ def test_dense_vs_moe_table(tmp_path: Path) -> None:
     meta = json.loads((moe / "meta.json").read_text())
     meta["model"] |= {"name": "relabelled-moe", "family": "mixtral"}
     (moe / "meta.json").write_text(json.dumps(meta))
+    curve = pd.DataFrame({"removed": [0, 1, 2], "last_removed": [None, "block.3", "block.9"]})
+    curves = {
+        "ascending": curve.assign(score=[0.4, 0.4, 0.38]),
+        "random": curve.assign(score=[0.4, 0.3, 0.2]),
+    }
+    save_removal_curves(ScoreStore.open(moe), curves, "window", "score")
     out = _paper_figures(results, tmp_path, resamples=50)
+    _png_and_pdf(out, f"removal-relabelled-moe-arc_easy-{source.name}-window-score")
     table = pd.read_csv(out / "dense-vs-moe.csv")
     assert sorted(table["moe"]) == [False, True]
     assert table["max_drop"].nunique() == 1  # the same scores under two labels
