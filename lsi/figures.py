@@ -106,7 +106,8 @@ def shapley_grid(estimates: pd.DataFrame, title: str) -> plt.Figure:
     """Shapley values per player: models in rows, tasks in columns (one estimate per cell).
 
     `estimates` rows need model, task, players, values, ci_low, ci_high (as `estimate_index` gives);
-    an `above_chance` column, where present and False, flags the panel: its values measure noise.
+    an `above_chance` column, where present and False, flags the panel (its values measure noise), and a
+    `metric` column names the task's metric.
     """
     style.apply()
     models = list(dict.fromkeys(estimates["model"]))
@@ -128,7 +129,10 @@ def shapley_grid(estimates: pd.DataFrame, title: str) -> plt.Figure:
                 continue
             shapley_bars(ax, row.players, row.values, row.ci_low, row.ci_high)
             noise = getattr(row, "above_chance", True) is False
-            ax.set_title((task if i == 0 else "") + ("\nfull model NOT above chance" if noise else ""))
+            metric = f" ({row.metric})" if hasattr(row, "metric") else ""
+            ax.set_title(
+                (f"{task}{metric}" if i == 0 else "") + ("\nfull model NOT above chance" if noise else "")
+            )
             if j == 0:
                 ax.set_ylabel(f"{model}\nShapley value")
             if i < len(models) - 1:

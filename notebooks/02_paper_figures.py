@@ -121,6 +121,7 @@ else:
         latest = latest.set_index("task").loc[task_order(latest["task"])].reset_index()
         keys = latest[[*config, "task"]].itertuples(index=False, name=None)
         latest["above_chance"] = [bool(noise.get(k, True)) for k in keys]
+        latest["metric"] = [ScoreStore.open(path).meta["metric"] for path in latest["store"]]
         budget = ", ".join(sorted({str(b) for b in latest["evaluations"]}))
         title = (
             f"Shapley values ({estimator}, {budget} coalitions; value: {value}) | {granularity} | "
