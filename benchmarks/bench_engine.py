@@ -21,18 +21,14 @@ import torch
 
 from lsi.masking import zeroed
 from lsi.models import load_model
-from lsi.players import removed_players
+from lsi.players import removed_players, window_coalitions
 from lsi.scoring import Scorer
 from lsi.tasks import lm_eval_tasks
 
 
-def window_coalitions(n: int, max_removed: int, count: int) -> list[str]:
-    """The full model and the first `count` contiguous removal windows of 1..max_removed players."""
-    windows = [
-        "1" * start + "0" * size + "1" * (n - start - size)
-        for size in range(1, max_removed + 1)
-        for start in range(n - size + 1)
-    ]
+def sampled_windows(n: int, max_removed: int, count: int) -> list[str]:
+    """The full model and `count` of the paper's removal windows, evenly spaced."""
+    windows = window_coalitions(n, max_removed)[1:]
     step = max(1, len(windows) // count)
     return ["1" * n, *windows[::step][:count]]
 
@@ -84,7 +80,7 @@ def main() -> None:
         for dtype in ("float32", "bfloat16")
     }
     f32_scorer = scorers["float32"]
-    coalitions = window_coalitions(len(f32_scorer.players), 3, args.windows)
+    coalitions = sampled_windows(len(f32_scorer.players), 3, args.windows)
     f32_time, f32 = timed_scores(f32_scorer, coalitions)
     bf16_time, bf16 = timed_scores(scorers["bfloat16"], coalitions)
     paper_time, paper = paper_pipeline(f32_scorer.lm, f32_scorer, coalitions)

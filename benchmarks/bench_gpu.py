@@ -36,7 +36,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from lsi.engine import Engine, TokenRequest, lm_eval_input, make_batches, score_requests
 from lsi.masking import zeroed
-from lsi.players import Player, list_players, removed_players
+from lsi.players import Player, list_players, removed_players, window_coalitions
 
 R = TypeVar("R")
 Players = tuple[Player, ...]
@@ -90,12 +90,6 @@ def synthetic_requests(docs: int, context: int, vocab: int, seed: int) -> Reques
         ctx = tokens(rng.randint(context // 2, 3 * context // 2))
         out += [TokenRequest(ctx, tokens(rng.randint(5, 20))) for _ in range(CHOICES)]
     return out
-
-
-def window_coalitions(n: int, max_removed: int = 3) -> list[str]:
-    """The paper's coalitions: the full model, then every window of 1..max_removed removed players."""
-    sizes = range(1, max_removed + 1)
-    return ["1" * n] + ["1" * a + "0" * k + "1" * (n - a - k) for k in sizes for a in range(n - k + 1)]
 
 
 def measure(model: nn.Module, device: torch.device, run: Callable[[], R]) -> tuple[R, dict[str, Any]]:

@@ -85,6 +85,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the cells and which are done; run nothing")
     p.add_argument("--force", action="store_true", help="rerun the cells that are already done")
     p.add_argument("--no-figures", action="store_true", help="skip the figures notebook at the end")
+    p = sub.add_parser(
+        "export-job", help="write a job that a torch + transformers machine scores (python -m lsi.remote)"
+    )
+    _common(p)
+    _runtime(p)
+    p.add_argument("--out", type=Path, required=True, help="the job folder to write")
+    p.add_argument(
+        "--coalitions",
+        type=Path,
+        default=None,
+        help="a file of bit strings, one per line (default: the window estimator's set and the empty one)",
+    )
+    p.add_argument("--max-removed", type=int, default=3, help="window: longest removed window (N_lim)")
+    p = sub.add_parser("import-scores", help="store the scores.npz of a job scored elsewhere")
+    _common(p)
+    _runtime(p)
+    p.add_argument("scores", type=Path, help="scores.npz written by python -m lsi.remote")
     sub.add_parser("models", help="list the models available offline")
     sub.add_parser("tasks", help="list the tasks available offline")
     return parser
@@ -332,6 +349,35 @@ def cmd_cornerstones(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_job(args: argparse.Namespace) -> int:
+    from lsi.players import window_coalitions
+    from lsi.remote import export_job
+
+    scorer = _scorer(args)
+    n = len(scorer.players)
+    if args.coalitions is None:
+        wanted = [*window_coalitions(n, args.max_removed), "0" * n]
+    else:
+        wanted = [line.strip() for line in args.coalitions.read_text().splitlines() if line.strip()]
+    missing = [c for c in dict.fromkeys(wanted) if c not in scorer.store.coalitions()]
+    if not missing:
+        print(f"every coalition is already in {scorer.store.path}: nothing to export")
+        return 0
+    job = export_job(scorer, missing, args.out)
+    size = sum(f.stat().st_size for f in args.out.iterdir()) / 2**20
+    print(f"{len(missing)} coalitions, {len(scorer.requests)} requests, {size:.0f} MiB: {job}")
+    print(f"there: python -m lsi.remote {args.out} OUT; here: lsi import-scores ... OUT/scores.npz")
+    return 0
+
+
+def cmd_import_scores(args: argparse.Namespace) -> int:
+    from lsi.remote import import_scores
+
+    scorer = _scorer(args)
+    print(f"{import_scores(scorer, args.scores)} new coalitions stored in {scorer.store.path}")
+    return 0
+
+
 def cmd_models(_args: argparse.Namespace) -> int:
     from lsi.assets import embedded_models, is_installed
 
@@ -374,6 +420,8 @@ COMMANDS = {
     "scores": cmd_scores,
     "shapley": cmd_shapley,
     "cornerstones": cmd_cornerstones,
+    "export-job": cmd_export_job,
+    "import-scores": cmd_import_scores,
     "models": cmd_models,
     "tasks": cmd_tasks,
     "study": cmd_study,

@@ -83,6 +83,17 @@ def single_removals(n_players: int) -> list[str]:
     return ["".join("0" if j == i else "1" for j in range(n_players)) for i in range(n_players)]
 
 
+def window_coalitions(n_players: int, max_removed: int = 3) -> list[str]:
+    """The paper's window coalitions: the full model, then every run of 1..max_removed consecutive
+    players removed, shortest runs first (the coalitions the `window` estimator scores)."""
+    sizes = range(1, max_removed + 1)
+    return ["1" * n_players] + [
+        "1" * start + "0" * size + "1" * (n_players - start - size)
+        for size in sizes
+        for start in range(n_players - size + 1)
+    ]
+
+
 def removed_players(coalition: str, players: tuple[Player, ...]) -> tuple[Player, ...]:
     """Players a coalition leaves out, validating its length and alphabet."""
     if len(coalition) != len(players) or set(coalition) - {"0", "1"}:

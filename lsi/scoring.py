@@ -163,8 +163,22 @@ class Scorer:
         start = time.perf_counter()
         loglik, greedy = score_requests(self.engine, self.batches, chunk, len(self.requests), bar.update)
         seconds = (time.perf_counter() - start) / len(chunk)
-        rows = [self._row(c, loglik[i], greedy[i], seconds) for i, c in enumerate(chunk)]
-        self.store.append(pd.DataFrame(rows))
+        self.store_scores(chunk, loglik, greedy, seconds, str(self.engine.device))
+
+    def store_scores(
+        self, coalitions: Sequence[str], loglik: np.ndarray, greedy: np.ndarray, seconds: float, device: str
+    ) -> int:
+        """Turn per-request log-likelihoods (one row per coalition) into lm-eval's metrics and store
+        those not stored yet; returns how many were new. Also the way in for scores made elsewhere."""
+        stored = self.store.coalitions()
+        rows = [
+            self._row(c, loglik[i], greedy[i], seconds) | {"device": device}
+            for i, c in enumerate(coalitions)
+            if c not in stored
+        ]
+        if rows:
+            self.store.append(pd.DataFrame(rows))
+        return len(rows)
 
     def _row(self, coalition: str, loglik: np.ndarray, greedy: np.ndarray, seconds: float) -> dict:
         per_doc, ties = [], 0

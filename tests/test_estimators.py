@@ -383,3 +383,14 @@ def test_estimate_table_and_dict():
     assert table.loc[table["value"].idxmax(), "rank"] == 1
     as_dict = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert as_dict["evaluations"] == result.evaluations and len(as_dict["values"]) == 6
+
+
+@pytest.mark.parametrize("n_lim", [1, 3])
+def test_window_coalitions_are_what_the_window_estimator_requests(n_lim: int) -> None:
+    """`window_coalitions` (used to export or benchmark the paper's coalitions) is the estimator's set."""
+    from lsi.players import window_coalitions
+
+    game = AdditiveGame(np.arange(7.0))
+    ledger = Ledger(game)
+    ESTIMATORS["window"].run(ledger, n_lim=n_lim)
+    assert sorted(key.decode() for key in ledger.keys) == sorted(window_coalitions(7, n_lim))

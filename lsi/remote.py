@@ -1,0 +1,202 @@
+"""Score coalitions on a machine that has only torch and transformers (e.g. a lent GPU).
+
+lm-eval, the task data and the GGUF reader stay here: `export_job` writes the requests as token
+arrays, the coalitions, the model's config and its weights (in parts small enough to carry). There,
+`python -m lsi.remote JOB OUT` rebuilds the model and scores the coalitions with the same engine.
+Back here, `import_scores` turns the log-likelihoods into lm-eval's metrics and stores them, checked
+against the job's model and requests. This module imports nothing but torch, transformers, numpy and
+lsi's engine at import time, so it runs on such a machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from lsi.engine import Engine, TokenRequest, make_batches, score_requests
+from lsi.players import list_players
+
+if TYPE_CHECKING:
+    from lsi.scoring import Scorer
+
+JOB = "job.json"
+SCORES = "scores.npz"
+PART_BYTES = 60 * 2**20  # under the 64 MiB a device call carries
+
+
+def export_job(scorer: Scorer, coalitions: Sequence[str], folder: Path, part_bytes: int = PART_BYTES) -> Path:
+    """Write everything a torch + transformers machine needs to score `coalitions` for this scorer."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens = [np.asarray(r.context + r.continuation, dtype=np.int64) for r in scorer.requests]
+    np.savez_compressed(
+        folder / "requests.npz",
+        tokens=np.concatenate(tokens),
+        lengths=np.array([len(t) for t in tokens]),
+        context_lengths=np.array([len(r.context) for r in scorer.requests]),
+    )
+    (folder / "config.json").write_text(scorer.lm.model.config.to_json_string())
+    parts = _save_weights(scorer.lm.model, folder, part_bytes)
+    job = {
+        "weights_sha256": scorer.lm.identity.weights_sha256,
+        "model": scorer.lm.identity.name,
+        "dtype": scorer.lm.dtype,
+        "task": scorer.task.name,
+        "limit": scorer.limit,
+        "granularity": scorer.granularity,
+        "players": [p.name for p in scorer.players],
+        "max_length": scorer.max_length,
+        "coalitions": list(dict.fromkeys(coalitions)),
+        "weight_parts": parts,
+    }
+    path = folder / JOB
+    path.write_text(json.dumps(job, indent=1))
+    return path
+
+
+def _save_weights(model: torch.nn.Module, folder: Path, part_bytes: int) -> list[str]:
+    """The state dict in parts of at most `part_bytes`; a larger tensor is cut along its first axis.
+
+    Tied tensors (one storage under two names) are written once; the model re-ties them on load.
+    """
+    from safetensors.torch import save_file
+
+    pieces: list[tuple[str, torch.Tensor]] = []
+    seen: set[int] = set()
+    for name, tensor in model.state_dict().items():
+        if tensor.untyped_storage().data_ptr() in seen:
+            continue
+        seen.add(tensor.untyped_storage().data_ptr())
+        rows = max(1, part_bytes // max(1, tensor[0].nbytes if tensor.dim() else tensor.nbytes))
+        if tensor.dim() == 0 or tensor.shape[0] <= rows:
+            pieces.append((name, tensor))
+        else:
+            pieces += [(f"{name}::{i}", chunk) for i, chunk in enumerate(torch.split(tensor, rows))]
+    parts, current, size = [], {}, 0
+    for name, tensor in pieces:
+        if current and size + tensor.nbytes > part_bytes:
+            parts.append(current)
+            current, size = {}, 0
+        current[name] = tensor.contiguous().clone()
+        size += tensor.nbytes
+    parts.append(current)
+    names = []
+    for i, part in enumerate(parts):
+        names.append(f"weights-{i:03d}.safetensors")
+        save_file(part, folder / names[-1])
+    return names
+
+
+def _load_weights(folder: Path, parts: Sequence[str]) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    pieces: dict[str, torch.Tensor] = {}
+    for part in parts:
+        pieces |= load_file(folder / part)
+    state: dict[str, list[tuple[int, torch.Tensor]]] = {}
+    for key, tensor in pieces.items():
+        name, _, index = key.partition("::")
+        state.setdefault(name, []).append((int(index or 0), tensor))
+    return {name: torch.cat([t for _, t in sorted(chunks)]) for name, chunks in state.items()}
+
+
+def run_job(
+    folder: Path, out: Path, device: str = "cuda", batch_tokens: int = 65536, max_rows: int = 256
+) -> Path:
+    """Score the job's coalitions with lsi's engine; writes `scores.npz` (log-likelihoods, greedy flags)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    folder, out = Path(folder), Path(out)
+    job = json.loads((folder / JOB).read_text())
+    start = time.perf_counter()
+    dtype = getattr(torch, job["dtype"])
+    config = AutoConfig.from_pretrained(folder)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    missing, unexpected = model.load_state_dict(_load_weights(folder, job["weight_parts"]), strict=False)
+    model.tie_weights()
+    untied = [k for k in missing if k not in _tied_names(model)]
+    if untied or unexpected:
+        raise ValueError(
+            f"the job's weights do not fit its config: missing {untied}, unexpected {unexpected}"
+        )
+    model.eval()
+    players = list_players(model, job["granularity"])
+    if [p.name for p in players] != job["players"]:
+        raise ValueError("the rebuilt model's players differ from the job's")
+    data = np.load(folder / "requests.npz")
+    ends = np.cumsum(data["lengths"])
+    requests = [
+        TokenRequest(tuple(t[:c].tolist()), tuple(t[c:].tolist()))
+        for t, c in zip(np.split(data["tokens"], ends[:-1]), data["context_lengths"], strict=True)
+    ]
+    loaded = time.perf_counter()
+    batches = make_batches(requests, job["max_length"], batch_tokens, max_rows)
+    with torch.inference_mode():
+        loglik, greedy = score_requests(Engine(model, players), batches, job["coalitions"], len(requests))
+    scored = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / SCORES
+    np.savez_compressed(
+        target,
+        coalitions=np.array(job["coalitions"]),
+        loglik=loglik,
+        greedy=greedy,
+        weights_sha256=np.array(job["weights_sha256"]),
+        device=np.array(torch.cuda.get_device_name() if device.startswith("cuda") else device),
+        seconds=np.array([loaded - start, scored - loaded]),
+    )
+    return target
+
+
+def _tied_names(model: torch.nn.Module) -> set[str]:
+    """Parameter names that share storage with an earlier one (written once by `_save_weights`)."""
+    seen: dict[int, str] = {}
+    tied = set()
+    for name, tensor in model.state_dict().items():
+        ptr = tensor.untyped_storage().data_ptr()
+        if ptr in seen:
+            tied.add(name)
+        seen.setdefault(ptr, name)
+    return tied
+
+
+def import_scores(scorer: Scorer, scores: Path) -> int:
+    """Store the coalitions scored elsewhere, after checking they are this scorer's model and requests;
+    returns how many were new."""
+    data = np.load(scores)
+    if str(data["weights_sha256"]) != scorer.lm.identity.weights_sha256:
+        raise ValueError(f"{scores} was scored with other weights than {scorer.lm.identity.name}'s")
+    if data["loglik"].shape[1] != len(scorer.requests):
+        raise ValueError(
+            f"{scores} holds {data['loglik'].shape[1]} requests; this task slice has {len(scorer.requests)}"
+        )
+    seconds = float(data["seconds"][1]) / len(data["coalitions"])
+    return scorer.store_scores(
+        [str(c) for c in data["coalitions"]], data["loglik"], data["greedy"], seconds, str(data["device"])
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="score an exported lsi job here (needs torch + transformers)"
+    )
+    parser.add_argument("job", type=Path, help="the folder export_job wrote")
+    parser.add_argument("out", type=Path, help="where scores.npz goes")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--batch-tokens", type=int, default=65536)
+    parser.add_argument("--max-rows", type=int, default=256)
+    args = parser.parse_args(argv)
+    path = run_job(args.job, args.out, args.device, args.batch_tokens, args.max_rows)
+    print(f"scores: {path} ({float(np.load(path)['seconds'][1]):.1f} s scoring)")
+
+
+if __name__ == "__main__":
+    main()
