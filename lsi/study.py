@@ -282,7 +282,11 @@ def is_done(cell: Cell) -> bool:
         return False
     meta = nb.metadata.get("papermill", {})
     errors = any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
-    same = meta.get("parameters") == json.loads(json.dumps(cell.parameters))
+    wanted = json.loads(json.dumps(cell.parameters))
+    recorded = dict(meta.get("parameters") or {})
+    # A parameter added to the notebook after a run, asked for at its default, is what that run used.
+    recorded = {k: v for k, v in wanted.items() if k not in recorded and v == PARAMETERS.get(k)} | recorded
+    same = recorded == wanted
     return same and bool(meta.get("end_time")) and not meta.get("exception") and not errors
 
 

@@ -200,3 +200,16 @@ def test_changed_parameters_or_force_rerun_a_done_cell(project):
     assert not is_done(cell)
     forced = run_grid(path, force=True, figures=False, progress=False)
     assert [o.status for o in forced.cells] == ["ran"] and len(_runs(project)) == 2
+
+
+def test_parameter_added_later_at_its_default_keeps_cells_done(project):
+    """A run made before a parameter existed counts as done when the grid asks for its default."""
+    path = _grid(project, models=["m"], tasks=["t1"])
+    run_grid(path, figures=False, progress=False)
+    cell = load_grid(path).cells[0]
+    nb = nbformat.read(cell.output, as_version=4)
+    del nb.metadata.papermill.parameters["removal_curves"]  # as an older runner recorded it
+    nbformat.write(nb, cell.output)
+    assert is_done(cell)
+    cell.parameters["removal_curves"] = True  # not the default: the older run did not do that
+    assert not is_done(cell)
