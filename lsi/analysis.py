@@ -24,7 +24,8 @@ from lsi.store import ScoreStore
 class CornerstoneRule:
     """A player is a cornerstone when removing it alone leaves less than `max_gap_left` of the gap
     between the full model and chance, and a one-sided paired test over documents says the drop is
-    significant at `alpha` (McNemar's exact test on the documents whose correctness changed)."""
+    significant at `alpha` (McNemar's exact test on the documents whose correctness changed). Where the
+    full model is not clearly above chance (one-sided binomial test) there are none: drops are noise."""
 
     max_gap_left: float = 0.25
     alpha: float = 0.05
@@ -32,7 +33,8 @@ class CornerstoneRule:
     def describe(self) -> str:
         return (
             f"removal leaves < {self.max_gap_left:.0%} of the (full - chance) gap and the per-document "
-            f"paired drop is significant (one-sided exact McNemar, p < {self.alpha})"
+            f"paired drop is significant (one-sided exact McNemar, p < {self.alpha}); none where the "
+            "full model is not clearly above chance"
         )
 
 
@@ -116,7 +118,9 @@ def cornerstones(table: pd.DataFrame, rule: CornerstoneRule = CornerstoneRule())
     gap = full - chance
     out = table.copy()
     out["gap_left"] = (out["score"] - chance) / gap if gap > 0 else np.nan
-    out["cornerstone"] = (out["gap_left"] < rule.max_gap_left) & (out["p_value"] < rule.alpha) & (gap > 0)
+    # Below or at chance, every drop is noise: no cornerstones there.
+    clear = gap > 0 and table.attrs["above_chance"]
+    out["cornerstone"] = (out["gap_left"] < rule.max_gap_left) & (out["p_value"] < rule.alpha) & clear
     out.attrs.update(table.attrs, rule=asdict(rule), rule_text=rule.describe())
     return out
 
@@ -188,7 +192,7 @@ def cornerstone_report(
         sampled = _latest_estimate(estimates, s.path, sampler, players)
         corner = flagged[flagged["cornerstone"]]
         others = flagged[~flagged["cornerstone"]]
-        top = {players[i] for i in np.argsort(window)[::-1][: len(corner)]} if window else None
+        top = {players[i] for i in np.argsort(window)[::-1][: len(corner)]} if window else set()
         stats = summary_statistics(flagged, shapley)
         rows.append(
             {
@@ -206,7 +210,10 @@ def cornerstone_report(
                 "deepest_cornerstone_block": int(corner["block"].max()) if len(corner) else None,
                 "max_cornerstone_score": float(corner["score"].max()) if len(corner) else None,
                 "max_drop_other": float(others["drop"].max()) if len(others) else None,
-                "window_top_is_cornerstones": top == set(corner["player"]) if top and len(corner) else None,
+                # Of the window estimate's top |C| players, the share that are cornerstones.
+                "window_top_precision": len(top & set(corner["player"])) / len(corner)
+                if top and len(corner)
+                else None,
                 f"spearman_window_{sampler}": float(_spearman(window, sampled))
                 if window and sampled
                 else None,

@@ -104,7 +104,9 @@ def test_models_and_tasks_list_offline_assets(capsys):
         (["shapley", "--task", "arc_easy", "--estimator", "nope"], "unknown estimator 'nope'"),
     ],
 )
-def test_bad_input_gives_one_clear_line(capsys, argv, message):
+def test_bad_input_gives_one_clear_line(capsys, tmp_path, argv, message):
+    if "--results" not in argv:  # keep the repository's results/ untouched
+        argv = [*argv, "--results", str(tmp_path)]
     code, _, err = _run(capsys, *argv)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("lsi: error: ") and message in err

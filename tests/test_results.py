@@ -83,10 +83,17 @@ def test_cornerstone_report_claims(tmp_path: Path) -> None:
         save_estimate(store, fake, {"value": "score", "restricted_to": None})
     report = cornerstone_report(store_index(tmp_path), estimate_index(tmp_path), resamples=50)
     row = report.iloc[0]
-    assert row["window_top_is_cornerstones"] and row["spearman_window_kernelshap"] == 1.0
+    assert row["window_top_precision"] == 1.0 and row["spearman_window_kernelshap"] == 1.0
     assert row["deepest_cornerstone_block"] == flagged.loc[corner, "block"].max()
     assert row["positive_mass_share_cornerstone"] > 0
     fake = Estimate("window", players, -ranking, *[np.full(len(players), np.nan)] * 3, 88, 88, 0, {}, {})
     save_estimate(store, fake, {"value": "score", "restricted_to": None})  # replaces the file
     row = cornerstone_report(store_index(tmp_path), estimate_index(tmp_path), resamples=50).iloc[0]
-    assert not row["window_top_is_cornerstones"] and row["spearman_window_kernelshap"] == -1.0
+    assert row["window_top_precision"] < 1.0 and row["spearman_window_kernelshap"] == -1.0
+
+
+def test_no_cornerstones_where_the_full_model_is_not_above_chance(tmp_path: Path) -> None:
+    table = ablation_table(ScoreStore.open(_copy(tmp_path, "float32")), resamples=50)
+    assert cornerstones(table)["cornerstone"].any()
+    table.attrs["above_chance"] = False
+    assert not cornerstones(table)["cornerstone"].any()
