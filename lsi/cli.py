@@ -359,7 +359,8 @@ def cmd_export_job(args: argparse.Namespace) -> int:
         wanted = [*window_coalitions(n, args.max_removed), "0" * n]
     else:
         wanted = [line.strip() for line in args.coalitions.read_text().splitlines() if line.strip()]
-    missing = [c for c in dict.fromkeys(wanted) if c not in scorer.store.coalitions()]
+    stored = scorer.store.coalitions()
+    missing = [c for c in dict.fromkeys(wanted) if c not in stored]
     if not missing:
         print(f"every coalition is already in {scorer.store.path}: nothing to export")
         return 0

@@ -163,22 +163,26 @@ class Scorer:
         start = time.perf_counter()
         loglik, greedy = score_requests(self.engine, self.batches, chunk, len(self.requests), bar.update)
         seconds = (time.perf_counter() - start) / len(chunk)
-        self.store_scores(chunk, loglik, greedy, seconds, str(self.engine.device))
+        self._append(chunk, loglik, greedy, seconds, str(self.engine.device))  # `scores` chose them unstored
 
     def store_scores(
         self, coalitions: Sequence[str], loglik: np.ndarray, greedy: np.ndarray, seconds: float, device: str
     ) -> int:
-        """Turn per-request log-likelihoods (one row per coalition) into lm-eval's metrics and store
-        those not stored yet; returns how many were new. Also the way in for scores made elsewhere."""
+        """Store per-request log-likelihoods scored elsewhere (one row per coalition) as lm-eval's
+        metrics, skipping coalitions already stored; returns how many were new."""
         stored = self.store.coalitions()
+        new = [i for i, c in enumerate(coalitions) if c not in stored]
+        self._append([coalitions[i] for i in new], loglik[new], greedy[new], seconds, device)
+        return len(new)
+
+    def _append(
+        self, coalitions: Sequence[str], loglik: np.ndarray, greedy: np.ndarray, seconds: float, device: str
+    ) -> None:
         rows = [
-            self._row(c, loglik[i], greedy[i], seconds) | {"device": device}
-            for i, c in enumerate(coalitions)
-            if c not in stored
+            self._row(c, loglik[i], greedy[i], seconds) | {"device": device} for i, c in enumerate(coalitions)
         ]
         if rows:
             self.store.append(pd.DataFrame(rows))
-        return len(rows)
 
     def _row(self, coalition: str, loglik: np.ndarray, greedy: np.ndarray, seconds: float) -> dict:
         per_doc, ties = [], 0
