@@ -10,7 +10,7 @@ import pytest
 import torch
 from tiny_models import FAMILIES, tiny_model
 
-from lsi.engine import Engine, TokenRequest, lm_eval_input, make_batches, score_requests
+from lsi.engine import Engine, TokenRequest, lm_eval_input, make_batches, score_requests, target_logprobs
 from lsi.masking import zeroed
 from lsi.players import list_players, removed_players
 
@@ -122,3 +122,24 @@ def test_greedy_flags_match_argmax():
     _, greedy = score_requests(Engine(model, players), batches, ["1111"], 2)
     assert greedy[0, 0] == expected
     assert greedy[0, 1]  # a one-token continuation equal to the argmax is greedy
+
+
+@pytest.mark.parametrize("softcap", [None, 30.0])
+def test_target_logprobs_equal_log_softmax_and_argmax(softcap):
+    """The row-chunked head reduction equals a plain float32 log_softmax and argmax, ties included."""
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(37, 500, generator=gen) * 4).bfloat16()  # 37 rows: a partial last chunk
+    targets = torch.randint(0, 500, (37,), generator=gen)
+    targets[:5] = logits[:5].float().argmax(-1)  # greedy rows
+    logits[5, 10] = logits[5, 11] = logits[5].max() + 1  # tied maxima
+    targets[5] = 11  # tied with an earlier token: not greedy (argmax takes the first)
+    targets[6] = logits[6].float().argmax(-1)
+    token_lp, is_max = target_logprobs(logits, targets, softcap)
+    reference = logits.float()
+    if softcap is not None:
+        reference = torch.tanh(reference / softcap) * softcap
+    expected_lp = torch.log_softmax(reference, -1).gather(1, targets[:, None])[:, 0].double()
+    assert token_lp.dtype == torch.float64
+    assert torch.allclose(token_lp, expected_lp, atol=1e-5, rtol=0)
+    assert torch.equal(is_max, reference.argmax(-1) == targets)
+    assert is_max[:5].all() and not is_max[5] and is_max[6]
