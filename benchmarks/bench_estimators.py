@@ -15,6 +15,7 @@ estimators see; "recovered" means an estimate's top |C| players are exactly the 
 from __future__ import annotations
 
 import argparse
+from datetime import datetime, timezone
 from pathlib import Path
 
 import matplotlib
@@ -29,6 +30,7 @@ from lsi.analysis import CornerstoneRule, estimator_summary, paired_drop_pvalue
 from lsi.estimators import ESTIMATORS, estimate
 from lsi.game import Game, TableGame, all_coalitions, shapley_from_table
 from lsi.layer_game import LayerGame
+from lsi.scoring import versions
 from lsi.store import ScoreStore
 
 SAMPLERS = ("permutation", "truncated", "kernelshap", "unbiased_kernelshap", "svarm", "stratified", "kadd")
@@ -140,7 +142,13 @@ def main() -> None:
         f"{meta['dtype']} | value {args.value}\n{len(names)} players ({names[0]} .. {names[-1]}, others "
         f"always kept) | medians and quartiles over {args.seeds} seeds"
     )
-    (args.out / f"{stem}.md").write_text(f"{header}\n\n{summary.to_markdown(index=False, floatfmt='.4g')}\n")
+    provenance = (
+        f"store {args.store} (weights sha256 {meta['weights_sha256'][:16]}) | made "
+        f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} with "
+        + ", ".join(f"{name} {version}" for name, version in versions().items())
+    )
+    table = summary.to_markdown(index=False, floatfmt=".4g")
+    (args.out / f"{stem}.md").write_text(f"{header}\n{provenance}\n\n{table}\n")
     style.save(figures.estimator_error(frame, header), args.figures, f"estimators-{stem}")
     print(header)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))

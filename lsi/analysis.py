@@ -7,8 +7,9 @@ Every number here comes from stored per-document results, so nothing needs the m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -176,16 +177,19 @@ def cornerstone_report(
     estimator: str = "window",
     sampler: str = "kernelshap",
     resamples: int = 1000,
+    ablations: Mapping[Path, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """The paper's statistics and claims for every store holding a single-player ablation (a row each).
 
     `stores` and `estimates` are `lsi.results.store_index` / `estimate_index` tables. The Shapley mass
     shares use the latest all-player `estimator` estimate of the metric, where the store has one; the
     claim columns compare the `window` ranking with the cornerstones and with `sampler`'s ranking.
+    `ablations` holds `ablation_table`s already computed, by store path (their bootstrap is the slow part).
     """
     rows = []
     for s in stores[stores["has_ablation"]].itertuples():
-        flagged = cornerstones(ablation_table(ScoreStore.open(s.path), resamples), rule)
+        table = ablations[s.path] if ablations else ablation_table(ScoreStore.open(s.path), resamples)
+        flagged = cornerstones(table, rule)
         players = flagged["player"].tolist()
         shapley = _latest_estimate(estimates, s.path, estimator, players)
         window = _latest_estimate(estimates, s.path, "window", players)

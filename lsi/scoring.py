@@ -27,7 +27,7 @@ from lsi.tasks import Document, TaskSet, load_task
 # Two choices whose (normalised) log-likelihoods differ by less than this are a near tie: another
 # correct computation order may flip the prediction, so such documents are counted per coalition.
 TIE_TOLERANCE = 1e-4
-VERSIONED = ("lsi", "torch", "transformers", "lm_eval", "datasets", "numpy", "pandas")
+VERSIONED = ("lsi", "torch", "transformers", "lm_eval", "datasets", "numpy", "pandas", "shapiq")
 
 
 def encode_requests(hflm: object, docs: Sequence[Document]) -> list[TokenRequest]:

@@ -86,12 +86,10 @@ display(stores.drop(columns=["path", "title"]))
 
 # %%
 ablated = stores[stores["has_ablation"]]
+ablations = {path: ablation_table(ScoreStore.open(path), resamples) for path in ablated["path"]}
 for (model, granularity, dtype, limit), group in ablated.groupby(config, dropna=False, sort=False):
     by_task = group.set_index("task")
-    tables = {
-        task: cornerstones(ablation_table(ScoreStore.open(by_task.loc[task, "path"]), resamples))
-        for task in task_order(group["task"])
-    }
+    tables = {task: cornerstones(ablations[by_task.loc[task, "path"]]) for task in task_order(group["task"])}
     title = f"Single-player ablation: {group['title'].iloc[0]} | {granularity} | {dtype} | limit {limit}"
     show_and_save(
         figures.ablation_grid(tables, title), f"ablation-{model}-{granularity}-{dtype}-limit{limit}"
@@ -102,7 +100,7 @@ for (model, granularity, dtype, limit), group in ablated.groupby(config, dropna=
 # their panels are flagged in the Shapley grid.
 
 # %%
-report = cornerstone_report(stores, estimates, estimator=shapley_estimator, resamples=resamples)
+report = cornerstone_report(stores, estimates, estimator=shapley_estimator, ablations=ablations)
 noise = report.set_index([*config, "task"])["above_chance"]
 
 # %% [markdown]
@@ -178,7 +176,7 @@ else:
 # %%
 for csv in sorted(results.glob("scores/*/*/*/removal/*.csv")):
     store = stores.set_index("path").loc[csv.parent.parent]
-    table = cornerstones(ablation_table(ScoreStore.open(csv.parent.parent), resamples))
+    table = ablations[csv.parent.parent]
     curves = {name: curve for name, curve in pd.read_csv(csv).groupby("order", sort=False)}
     title = (
         f"{store['title']} | {store['task']} ({store['metric']}, {store['n_docs']} docs)\n"
