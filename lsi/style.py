@@ -44,11 +44,14 @@ def kind_of(player: str) -> str:
 
 
 def save(fig: plt.Figure, folder: Path, stem: str) -> list[Path]:
-    """Write the figure as PDF (for papers) and PNG (for READMEs), and close it."""
+    """Write the figure as PDF (for papers) and PNG (for READMEs), and close it.
+
+    No creation date is embedded, so redrawing unchanged results leaves the files byte-identical.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{stem}.{suffix}" for suffix in ("pdf", "png")]
     for path in paths:
-        fig.savefig(path)
+        fig.savefig(path, metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
     plt.close(fig)
     return paths
