@@ -46,7 +46,7 @@ FIGURES_NOTEBOOK = "notebooks/02_paper_figures.ipynb"
 FIGURES_DIR = "figures"
 TOP_KEYS = ("notebook", "figures_notebook", "figures_dir", "models", "tasks", "defaults", "settings")
 DEFAULT_KEYS = tuple(k for k in PARAMETERS if k not in ("model", "task"))
-SETTING_KEYS = (*DEFAULT_KEYS, "models")
+SETTING_KEYS = (*DEFAULT_KEYS, "models", "tasks")
 CHOICES = {
     "granularity": ("block", "sublayer"),
     "dtype": ("float32", "bfloat16", "float16"),
@@ -180,18 +180,11 @@ def load_grid(path: Path) -> Study:
             for number, setting in enumerate(settings, 1):
                 where = f"setting {number}"
                 _check_keys(path, where, setting, SETTING_KEYS)
-                only = setting.get("models")
-                if only is not None:
-                    only = _names(path, setting, "models", where)
-                    unknown = [m for m in only if m not in models]
-                    if unknown:
-                        raise ValueError(
-                            f"{path}: {where} restricts to models not in the grid: {', '.join(unknown)} "
-                            f"(the grid's models: {', '.join(models)})"
-                        )
-                    if model not in only:
-                        continue
-                given = {k: v for k, v in (defaults | setting).items() if k != "models"}
+                if model not in _restriction(path, setting, "models", models, where):
+                    continue
+                if task not in _restriction(path, setting, "tasks", tasks, where):
+                    continue
+                given = {k: v for k, v in (defaults | setting).items() if k not in ("models", "tasks")}
                 parameters = PARAMETERS | given | {"model": model, "task": task}
                 _check_values(path, where, parameters)
                 cells.append(Cell(parameters, _output(root, notebook, parameters)))
@@ -204,6 +197,20 @@ def load_grid(path: Path) -> Study:
         figures_dir=str(data.get("figures_dir", FIGURES_DIR)),
         cells=cells,
     )
+
+
+def _restriction(path: Path, setting: dict, key: str, grid: list[str], where: str) -> list[str]:
+    """The setting's own `models` or `tasks` list (a subset of the grid's), or the grid's."""
+    if setting.get(key) is None:
+        return grid
+    only = _names(path, setting, key, where)
+    unknown = [name for name in only if name not in grid]
+    if unknown:
+        raise ValueError(
+            f"{path}: {where} restricts to {key} not in the grid: {', '.join(unknown)} "
+            f"(the grid's {key}: {', '.join(grid)})"
+        )
+    return only
 
 
 def _check_keys(path: Path, where: str, mapping: dict, allowed: tuple[str, ...]) -> None:

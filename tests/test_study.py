@@ -77,12 +77,16 @@ def _runs(root):
     return log.read_text().splitlines() if log.exists() else []
 
 
-def test_grid_expands_models_tasks_settings_with_a_per_setting_model_filter(project):
+def test_grid_expands_models_tasks_settings_with_per_setting_filters(project):
     path = _grid(
         project,
         models=["m1", "m2"],
         tasks=["t1", "t2"],
-        settings=[{"granularity": "sublayer"}, {"granularity": "block", "models": ["m1"], "seed": 3}],
+        settings=[
+            {"granularity": "sublayer"},
+            {"granularity": "block", "models": ["m1"], "seed": 3},
+            {"estimator": "kernelshap", "models": ["m2"], "tasks": ["t2"]},
+        ],
     )
     study = load_grid(path)
     assert study.root == project
@@ -94,7 +98,9 @@ def test_grid_expands_models_tasks_settings_with_a_per_setting_model_filter(proj
         ("m1", "t2", "block"),
         ("m2", "t1", "sublayer"),
         ("m2", "t2", "sublayer"),
+        ("m2", "t2", "sublayer"),
     ]
+    assert study.cells[-1].parameters["estimator"] == "kernelshap"
     cell = study.cells[1]
     assert list(cell.parameters) == list(PARAMETERS)
     assert cell.parameters == PARAMETERS | {
@@ -112,7 +118,8 @@ def test_grid_expands_models_tasks_settings_with_a_per_setting_model_filter(proj
 def test_paper_and_smoke_grids_load():
     studies = Path(__file__).resolve().parents[1] / "studies"
     paper = load_grid(studies / "paper.yaml")
-    assert len(paper.cells) == 3 * 6 * 2 + 6  # sublayer window + kernelshap per model; smollm2 blocks
+    # sublayer window + kernelshap per model; smollm2 blocks; two KernelSHAP references on ARC-Easy
+    assert len(paper.cells) == 3 * 6 * 2 + 6 + 2
     assert {c.parameters["granularity"] for c in paper.cells if c.parameters["model"] != "smollm2-135m"} == {
         "sublayer"
     }
@@ -126,8 +133,9 @@ def test_paper_and_smoke_grids_load():
     [
         ({"modles": ["m"]}, r"unknown key 'modles' in the grid; allowed: notebook, .*settings"),
         ({"defaults": {"limt": 8}}, r"unknown key 'limt' in defaults; allowed: granularity, .*bootstrap"),
-        ({"settings": [{}, {"sed": 1}]}, r"unknown key 'sed' in setting 2; allowed: .*seed.*, models"),
+        ({"settings": [{}, {"sed": 1}]}, r"unknown key 'sed' in setting 2; allowed: .*seed.*, models, tasks"),
         ({"settings": [{"models": ["m9"]}]}, r"setting 1 restricts to models not in the grid: m9"),
+        ({"settings": [{}, {"tasks": ["t9"]}]}, r"setting 2 restricts to tasks not in the grid: t9"),
         ({"settings": [{"granularity": "layer"}]}, r"granularity must be one of block, sublayer"),
         ({"settings": [{"limit": 0}]}, r"limit must be an integer >= 1"),
         ({"settings": [{"estimator": "windw"}]}, r"unknown estimator 'windw'"),
