@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 
 import numpy as np
@@ -212,8 +213,9 @@ def test_shapiq_sees_raw_values():
     assert LedgerGame(Ledger(game))(rows).tolist() == [0.5, 3.5]
 
 
-def test_shapiq_adapter_reports_what_shapiq_lacks():
+def test_shapiq_adapter_reports_its_version_and_what_shapiq_lacks():
     result = estimate(pairwise_game(), "kernelshap", budget=30)
+    assert result.info["shapiq"] == importlib.metadata.version("shapiq") == "1.4.1"  # the pinned one
     assert result.info["not_in_shapiq"] == list(NOT_IN_SHAPIQ)
     assert set(NOT_IN_SHAPIQ) == {"RegressionMSR", "LeverageSHAP"}
     assert result.info["options"] == {"pairing_trick": True}

@@ -12,6 +12,7 @@ evaluations (what we report and charge) are usually below the budget.
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 from collections.abc import Callable
 from functools import partial
@@ -67,7 +68,7 @@ def run_shapiq(ledger: Ledger, budget: int, seed: int, *, approximator: type, **
         values=result.get_n_order_values(1),
         stderr=nan_vector(n),
         info={
-            "shapiq": shapiq.__version__,
+            "shapiq": importlib.metadata.version("shapiq"),  # shapiq.__version__ is None in 1.4.1
             "approximator": approximator.__name__,
             "options": options,
             "shapiq_budget": shapiq_budget,
