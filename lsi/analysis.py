@@ -7,6 +7,7 @@ Every number here comes from stored per-document results, so nothing needs the m
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -228,6 +229,56 @@ def cornerstone_report(
     report = pd.DataFrame(rows)
     report.attrs["rule"] = rule.describe()
     return report
+
+
+def estimate_agreement(estimates: pd.DataFrame, value: str = "score", top: int = 5) -> pd.DataFrame:
+    """Rank agreement of every pair of all-player estimates of one store (Spearman, Kendall, top-k overlap).
+
+    Where an estimator ran at one budget with several seeds, the mean of those runs is added as a
+    pooled estimate: the closest thing to a converged reference that a study can afford, and the
+    agreement between the seeds says how far from converged each run is.
+    """
+    if estimates.empty:
+        return pd.DataFrame()
+    rows = []
+    chosen = estimates[(estimates["value"] == value) & estimates["restricted_to"].isna()]
+    for _, group in chosen.groupby("store", sort=True):
+        players = list(group.iloc[0]["players"])
+        group = group[[list(p) == players for p in group["players"]]].sort_values("created")
+        ranked = {_label(r): np.asarray(r.values, dtype=float) for r in group.itertuples()}  # latest wins
+        sampled = group[group["seed"].notna()]
+        for (estimator, budget), runs in sampled.groupby(["estimator", "budget"]):
+            labels = [_label(r) for r in runs.itertuples()]
+            if len(set(labels)) > 1:
+                pooled = np.mean([ranked[label] for label in dict.fromkeys(labels)], axis=0)
+                ranked[f"{estimator} b{int(budget)} mean of {len(set(labels))} seeds"] = pooled
+        first = group.iloc[0]
+        for a, b in itertools.combinations(ranked, 2):
+            x, y = ranked[a], ranked[b]
+            tops = (set(np.argsort(-v, kind="stable")[:top]) for v in (x, y))
+            rows.append(
+                {
+                    "model": first["model"],
+                    "task": first["task"],
+                    "granularity": first["granularity"],
+                    "dtype": first["dtype"],
+                    "limit": first["limit"],
+                    "players": len(players),
+                    "a": a,
+                    "b": b,
+                    "spearman": _spearman(x, y),
+                    "kendall": float(stats.kendalltau(x, y).statistic),
+                    f"top{top}_overlap": len(set.intersection(*tops)) / top,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _label(record: object) -> str:
+    """`window`, or `kernelshap b360 s1`: an estimate's estimator, budget and seed."""
+    if pd.isna(record.seed):
+        return str(record.estimator)
+    return f"{record.estimator} b{int(record.budget)} s{int(record.seed)}"
 
 
 def _spearman(a: Sequence[float], b: Sequence[float]) -> float:

@@ -22,9 +22,10 @@
 # 1. the single-layer ablation figure per model (bars hanging from the original score, attention red,
 #    FFN blue, dashed original and dotted random lines);
 # 2. the Shapley grid, models in rows and tasks in columns;
-# 3. the cornerstone statistics (per model and task, and averaged over tasks);
-# 4. the estimator comparison against exact values;
-# 5. the dense-versus-MoE comparison, when an MoE model has results.
+# 3. the cornerstone statistics (per model and task, and averaged over the tasks above chance);
+# 4. the estimator comparison against exact values, and how the study's own estimates agree;
+# 5. the dense-versus-MoE comparison, when an MoE model has results;
+# 6. cumulative removal curves and 7. bfloat16-against-float32 agreement, where those were run.
 #
 # Figures never mix limits, dtypes or granularities: each configuration gets its own file, named after it.
 # Figures go to `figures_dir` as PDF and PNG, tables as CSV and Markdown.
@@ -48,6 +49,7 @@ from lsi.analysis import (
     cornerstone_report,
     cornerstones,
     dtype_agreement,
+    estimate_agreement,
     estimator_summary,
 )
 from lsi.results import estimate_index, store_index, write_table
@@ -132,7 +134,8 @@ else:
 # ## 3. Cornerstone statistics
 # Per (model, task): the cornerstones by the stated rule, the mean drop when one is removed against
 # any other player, and the share of the positive Shapley mass they hold. Then the mean over tasks,
-# as the paper reports it.
+# as the paper reports it, but over the tasks where the full model is clearly above chance only: on
+# the others an ablation measures noise.
 
 # %%
 print("rule:", report.attrs["rule"])
@@ -140,10 +143,11 @@ report["cornerstones"] = report["cornerstones"].map(", ".join)
 show_table(report, "cornerstones")
 numeric = ["full", "chance", "max_drop", "mean_drop_cornerstone", "mean_drop_other"]
 numeric += [c for c in ("positive_mass_share_cornerstone", "positive_mass_share_other") if c in report]
-means = report.groupby(config, dropna=False)[numeric].mean().reset_index()
-means["tasks"] = report.groupby(config, dropna=False)["task"].count().to_numpy()
-means["tasks_above_chance"] = report.groupby(config, dropna=False)["above_chance"].sum().to_numpy()
-show_table(means, "cornerstone-statistics")
+counts = report.groupby(config, dropna=False).agg(
+    tasks=("task", "count"), tasks_above_chance=("above_chance", "sum")
+)
+clear = report[report["above_chance"]].groupby(config, dropna=False)[numeric].mean()
+show_table(counts.join(clear).reset_index(), "cornerstone-statistics")
 
 # %% [markdown]
 # ## 4. Estimators against exact values
@@ -155,6 +159,18 @@ for csv in sorted((results / "estimator_benchmark").glob("*.csv")):
     header = csv.with_suffix(".md").read_text().split("\n\n")[0]  # the benchmark's title lines
     show_and_save(figures.estimator_error(bench, header), f"estimators-{csv.stem}")
     show_table(estimator_summary(bench), f"estimators-{csv.stem}")
+
+# %% [markdown]
+# The study's own estimates have no exact reference (2^60 coalitions), so they are compared with each
+# other: every pair of all-player estimates of one store, and the mean over seeds where one sampler ran
+# with several seeds at the same budget.
+
+# %%
+agreement = estimate_agreement(estimates)
+if agreement.empty:
+    print("no store has two estimates yet")
+else:
+    show_table(agreement, "estimate-agreement")
 
 # %% [markdown]
 # ## 5. Dense versus mixture-of-experts

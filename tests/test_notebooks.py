@@ -3,6 +3,7 @@ run end to end under papermill; the figures are written and the tables match the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import jupytext
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import papermill
 import pytest
+from scipy.stats import spearmanr
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
@@ -73,10 +75,20 @@ def test_paper_figures_from_committed_results(tmp_path: Path) -> None:
         assert row.n_docs == len(frame.loc["1" * n, f"doc_{row.metric}"])
     stats = pd.read_csv(out / "cornerstone-statistics.csv")
     config = ["model", "granularity", "dtype", "limit"]
-    merged = stats.merge(report.groupby(config)["full"].agg(["mean", "count"]).reset_index(), on=config)
-    assert len(merged) == len(stats)
+    assert stats["tasks"].sum() == len(report)
+    assert stats["tasks_above_chance"].sum() == report["above_chance"].sum()
+    clear = report[report["above_chance"]].groupby(config)["full"].mean().rename("mean").reset_index()
+    merged = stats.merge(clear, on=config)  # means are over the tasks above chance only
+    assert len(merged) == (stats["tasks_above_chance"] > 0).sum() > 0
     assert merged["full"].to_numpy() == pytest.approx(merged["mean"].to_numpy())
-    assert (merged["tasks"] == merged["count"]).all()
+    assert stats.loc[stats["tasks_above_chance"] == 0, "full"].isna().all()
+    keys = ["model", "task", "granularity", "limit", "a", "b"]
+    agreement = pd.read_csv(out / "estimate-agreement.csv").set_index(keys)
+    estimates = RESULTS / "scores/smollm2-135m/arc_easy/sublayer-bfloat16-limit200/estimates"
+    window, sampled = (json.loads((estimates / f"{name}-score-{run}-all.json").read_text())["values"]
+                       for name, run in [("window", "bNone-sNone"), ("kernelshap", "b178-s0")])  # fmt: skip
+    row = agreement.loc[("smollm2-135m", "arc_easy", "sublayer", 200, "window", "kernelshap b178 s0")]
+    assert row["spearman"] == pytest.approx(spearmanr(window, sampled).statistic)
     for csv in (RESULTS / "estimator_benchmark").glob("*.csv"):
         _png_and_pdf(out, f"estimators-{csv.stem}")
         table = pd.read_csv(out / f"estimators-{csv.stem}.csv")

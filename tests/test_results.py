@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+from scipy import stats
 
-from lsi.analysis import ablation_table, cornerstone_report, cornerstones, dtype_agreement
+from lsi.analysis import ablation_table, cornerstone_report, cornerstones, dtype_agreement, estimate_agreement
 from lsi.estimators import Estimate, estimate
 from lsi.layer_game import LayerGame
 from lsi.results import estimate_index, save_estimate, store_index, write_table
@@ -97,3 +99,43 @@ def test_no_cornerstones_where_the_full_model_is_not_above_chance(tmp_path: Path
     assert cornerstones(table)["cornerstone"].any()
     table.attrs["above_chance"] = False
     assert not cornerstones(table)["cornerstone"].any()
+
+
+def test_estimate_agreement_pairs_estimates_and_pools_seeds() -> None:
+    def record(estimator, budget, seed, values, created, store="s1", value="score"):
+        players = ["attn.0", "mlp.0", "attn.1", "mlp.1", "attn.2", "mlp.2"]
+        return {"estimator": estimator, "budget": budget, "seed": seed, "values": values, "players": players,
+                "value": value, "restricted_to": None, "store": store, "created": created, "model": "m",
+                "task": "t", "granularity": "sublayer", "dtype": "bfloat16", "limit": 200}  # fmt: skip
+
+    window = [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]
+    seed1 = [6.0, 5.0, 4.0, 1.0, 2.0, 3.0]
+    seed2 = [5.0, 6.0, 1.0, 3.0, 4.0, 2.0]
+    estimates = pd.DataFrame(
+        [
+            record("window", None, None, [0.0] * 6, "1"),  # superseded by the later window estimate
+            record("window", None, None, window, "2"),
+            record("kernelshap", 360, 1, seed1, "3"),
+            record("kernelshap", 360, 2, seed2, "4"),
+            record("kernelshap", 360, 2, [9.0] * 6, "5", value="margin"),  # another value: ignored
+            record("window", None, None, window, "6", store="s2"),  # a store with one estimate: no pair
+        ]
+    )
+    table = estimate_agreement(estimates, top=3).set_index(["a", "b"])
+    pooled = "kernelshap b360 mean of 2 seeds"
+    assert set(table.index) == {
+        ("window", "kernelshap b360 s1"),
+        ("window", "kernelshap b360 s2"),
+        ("window", pooled),
+        ("kernelshap b360 s1", "kernelshap b360 s2"),
+        ("kernelshap b360 s1", pooled),
+        ("kernelshap b360 s2", pooled),
+    }
+    mean = (np.array(seed1) + np.array(seed2)) / 2
+    assert table.loc[("window", "kernelshap b360 s1"), "spearman"] == pytest.approx(1 - 6 * 8 / (6 * 35))
+    assert table.loc[("window", pooled), "spearman"] == pytest.approx(stats.spearmanr(window, mean).statistic)
+    assert table.loc[("window", "kernelshap b360 s2"), "top3_overlap"] == pytest.approx(2 / 3)
+    assert table.loc[("window", "kernelshap b360 s1"), "top3_overlap"] == pytest.approx(1.0)
+    assert table.loc[("kernelshap b360 s1", "kernelshap b360 s2"), "top3_overlap"] == pytest.approx(2 / 3)
+    assert (table["players"] == 6).all() and (table["model"] == "m").all()
+    assert estimate_agreement(pd.DataFrame()).empty
