@@ -124,6 +124,12 @@ def test_paper_and_smoke_grids_load():
         "sublayer"
     }
     assert all(c.parameters["limit"] == 200 and c.parameters["dtype"] == "bfloat16" for c in paper.cells)
+    hub = load_grid(studies / "paper-hub.yaml")  # the paper's own models: loads offline, runs with internet
+    assert len(hub.cells) == 2 * 6 + 6 and {c.parameters["limit"] for c in hub.cells} == {1000}
+    assert {(c.parameters["model"], c.parameters["dtype"]) for c in hub.cells} == {
+        ("meta-llama/Meta-Llama-3-8B", "float32"),
+        ("mistralai/Mixtral-8x7B-v0.1", "bfloat16"),
+    }
     smoke = load_grid(studies / "smoke.yaml")
     assert smoke.cells and all(c.parameters["limit"] == 8 for c in smoke.cells)
 
