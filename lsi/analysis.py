@@ -214,6 +214,10 @@ def cornerstone_report(
                 "top_player": flagged.loc[flagged["drop"].idxmax(), "player"],
                 "deepest_cornerstone_block": int(corner["block"].max()) if len(corner) else None,
                 "max_cornerstone_score": float(corner["score"].max()) if len(corner) else None,
+                # Claim 3: the share of cornerstone removals not clearly above chance (interval reaches it).
+                "collapsed_share": float((corner["score_low"] <= table.attrs["chance"]).mean())
+                if len(corner)
+                else None,
                 "max_drop_other": float(others["drop"].max()) if len(others) else None,
                 # Of the window estimate's top |C| players, the share that are cornerstones.
                 "window_top_precision": len(top & set(corner["player"])) / len(corner)

@@ -87,6 +87,8 @@ def test_cornerstone_report_claims(tmp_path: Path) -> None:
     row = report.iloc[0]
     assert row["window_top_precision"] == 1.0 and row["spearman_window_kernelshap"] == 1.0
     assert row["deepest_cornerstone_block"] == flagged.loc[corner, "block"].max()
+    collapsed = flagged.loc[corner, "score_low"] <= flagged.attrs["chance"]
+    assert row["collapsed_share"] == collapsed.mean() and collapsed.sum() > 0
     assert row["positive_mass_share_cornerstone"] > 0
     fake = Estimate("window", players, -ranking, *[np.full(len(players), np.nan)] * 3, 88, 88, 0, {}, {})
     save_estimate(store, fake, {"value": "score", "restricted_to": None})  # replaces the file
