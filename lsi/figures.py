@@ -21,10 +21,10 @@ def _kind_legend(ax: plt.Axes, kinds: Sequence[str], extra: Sequence = ()) -> No
     ax.legend(handles=[*handles, *extra], loc="lower right", frameon=True, framealpha=0.9)
 
 
-def _player_axis(ax: plt.Axes, players: Sequence[str]) -> None:
+def _player_axis(ax: plt.Axes, players: Sequence[str], most_ticks: int = 8) -> None:
     """x = player index in forward order; ticks at the blocks' first players, labelled by block."""
     blocks = [int(p.partition(".")[2]) for p in players]
-    step = max(1, len(set(blocks)) // 8)
+    step = -(-len(set(blocks)) // most_ticks)  # ceiling: at most `most_ticks` ticks
     ticks = [i for i, b in enumerate(blocks) if (i == 0 or blocks[i - 1] != b) and b % step == 0]
     ax.set_xticks(ticks, [str(blocks[i]) for i in ticks])
     ax.set_xlim(-1, len(players))
@@ -115,12 +115,13 @@ def shapley_grid(estimates: pd.DataFrame, title: str) -> plt.Figure:
     fig, axes = plt.subplots(
         len(models),
         len(tasks),
-        figsize=(style.PAGE_WIDTH, 1.5 * len(models) + 0.6),
+        figsize=(max(style.PAGE_WIDTH, 1.9 * len(tasks)), 1.7 * len(models) + 0.6),
         squeeze=False,
         constrained_layout=True,
     )
     cells = {(r.model, r.task): r for r in estimates.itertuples()}
     for i, model in enumerate(models):
+        labelled = False
         for j, task in enumerate(tasks):
             ax = axes[i, j]
             row = cells.get((model, task))
@@ -128,13 +129,15 @@ def shapley_grid(estimates: pd.DataFrame, title: str) -> plt.Figure:
                 ax.set_visible(False)
                 continue
             shapley_bars(ax, row.players, row.values, row.ci_low, row.ci_high)
+            _player_axis(ax, row.players, most_ticks=4)
             noise = getattr(row, "above_chance", True) is False
             metric = f" ({row.metric})" if hasattr(row, "metric") else ""
-            ax.set_title(
-                (f"{task}{metric}" if i == 0 else "") + ("\nfull model NOT above chance" if noise else "")
-            )
-            if j == 0:
+            ax.set_title(f"{task}{metric}" + ("\nNOT above chance" if noise else ""), fontsize="small")
+            if noise:
+                ax.set_facecolor("0.94")
+            if not labelled:  # the row's first panel names the model
                 ax.set_ylabel(f"{model}\nShapley value")
+                labelled = True
             if i < len(models) - 1:
                 ax.set_xlabel("")
     fig.suptitle(title)
