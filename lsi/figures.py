@@ -16,9 +16,10 @@ from matplotlib.patches import Patch
 from lsi import style
 
 
-def _kind_legend(ax: plt.Axes, kinds: Sequence[str], extra: Sequence = ()) -> None:
+def _kind_legend(fig: plt.Figure, kinds: Sequence[str], extra: Sequence = ()) -> None:
+    """One legend below the panels, where it can hide no bar."""
     handles = [Patch(color=style.KIND_COLORS[k], label=style.KIND_LABELS[k]) for k in dict.fromkeys(kinds)]
-    ax.legend(handles=[*handles, *extra], loc="lower right", frameon=True, framealpha=0.9)
+    fig.legend(handles=[*handles, *extra], loc="outside lower center", ncol=len(handles) + len(extra))
 
 
 def _player_axis(ax: plt.Axes, players: Sequence[str], most_ticks: int = 8) -> None:
@@ -77,7 +78,7 @@ def ablation_grid(tables: Mapping[str, pd.DataFrame], title: str, ncols: int = 3
         plt.Line2D([], [], color="k", ls="--", lw=0.8, label="original"),
         plt.Line2D([], [], color="0.45", ls=":", lw=0.9, label="random"),
     ]
-    _kind_legend(axes.flat[len(tables) - 1], next(iter(tables.values()))["kind"], lines)
+    _kind_legend(fig, next(iter(tables.values()))["kind"], lines)
     fig.suptitle(title)
     return fig
 
