@@ -118,8 +118,8 @@ def test_grid_expands_models_tasks_settings_with_per_setting_filters(project):
 def test_paper_and_smoke_grids_load():
     studies = Path(__file__).resolve().parents[1] / "studies"
     paper = load_grid(studies / "paper.yaml")
-    # sublayer window + kernelshap per model; smollm2 blocks; two KernelSHAP references on ARC-Easy
-    assert len(paper.cells) == 3 * 6 * 2 + 6 + 2
+    # sublayer window + kernelshap per model; smollm2 blocks; four KernelSHAP references on ARC-Easy
+    assert len(paper.cells) == 3 * 6 * 2 + 6 + 4
     assert {c.parameters["granularity"] for c in paper.cells if c.parameters["model"] != "smollm2-135m"} == {
         "sublayer"
     }
