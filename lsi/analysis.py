@@ -194,7 +194,8 @@ def cornerstone_report(
         players = flagged["player"].tolist()
         shapley = _latest_estimate(estimates, s.path, estimator, players)
         window = _latest_estimate(estimates, s.path, "window", players)
-        sampled = _latest_estimate(estimates, s.path, sampler, players)
+        cost = _latest_estimate(estimates, s.path, "window", players, field="evaluations")
+        sampled = _latest_estimate(estimates, s.path, sampler, players, budget=cost)  # at equal cost
         corner = flagged[flagged["cornerstone"]]
         others = flagged[~flagged["cornerstone"]]
         top = {players[i] for i in np.argsort(window)[::-1][: len(corner)]} if window else set()
@@ -291,8 +292,15 @@ def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def _latest_estimate(
-    estimates: pd.DataFrame, store_path: object, estimator: str, players: list[str]
-) -> list[float] | None:
+    estimates: pd.DataFrame,
+    store_path: object,
+    estimator: str,
+    players: list[str],
+    budget: int | None = None,
+    field: str = "values",
+) -> object:
+    """A field (the values by default) of the store's latest all-player metric estimate by
+    `estimator`, at `budget` coalitions if given; None where there is none."""
     if estimates.empty:
         return None
     match = estimates[
@@ -301,8 +309,13 @@ def _latest_estimate(
         & (estimates["value"] == "score")
         & estimates["restricted_to"].isna()
     ]
+    if budget is not None:
+        match = match[match["budget"] == budget]
     match = match[[list(p) == players for p in match["players"]]]
-    return None if match.empty else list(match.sort_values("created").iloc[-1]["values"])
+    if match.empty:
+        return None
+    found = match.sort_values("created").iloc[-1][field]
+    return list(found) if field == "values" else found
 
 
 def estimator_summary(frame: pd.DataFrame) -> pd.DataFrame:

@@ -86,6 +86,12 @@ def test_cornerstone_report_claims(tmp_path: Path) -> None:
     report = cornerstone_report(store_index(tmp_path), estimate_index(tmp_path), resamples=50)
     row = report.iloc[0]
     assert row["window_top_precision"] == 1.0 and row["spearman_window_kernelshap"] == 1.0
+    # A later sampler run at another budget is not the equal-cost comparison: it is left out.
+    nan = np.full(len(players), np.nan)
+    other = Estimate("kernelshap", players, -ranking, nan, nan, nan, 500, 500, 1, {}, {})
+    save_estimate(store, other, {"value": "score", "restricted_to": None})
+    row = cornerstone_report(store_index(tmp_path), estimate_index(tmp_path), resamples=50).iloc[0]
+    assert row["spearman_window_kernelshap"] == 1.0
     assert row["deepest_cornerstone_block"] == flagged.loc[corner, "block"].max()
     collapsed = flagged.loc[corner, "score_low"] <= flagged.attrs["chance"]
     assert row["collapsed_share"] == collapsed.mean() and collapsed.sum() > 0
