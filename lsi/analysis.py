@@ -192,10 +192,11 @@ def cornerstone_report(
         table = ablations[s.path] if ablations else ablation_table(ScoreStore.open(s.path), resamples)
         flagged = cornerstones(table, rule)
         players = flagged["player"].tolist()
-        shapley = _latest_estimate(estimates, s.path, estimator, players)
-        window = _latest_estimate(estimates, s.path, "window", players)
-        cost = _latest_estimate(estimates, s.path, "window", players, field="evaluations")
-        sampled = _latest_estimate(estimates, s.path, sampler, players, budget=cost)  # at equal cost
+        shapley = _values(_latest_estimate(estimates, s.path, estimator, players))
+        window_record = _latest_estimate(estimates, s.path, "window", players)
+        window = _values(window_record)
+        cost = None if window_record is None else window_record["evaluations"]
+        sampled = _values(_latest_estimate(estimates, s.path, sampler, players, budget=cost))  # equal cost
         corner = flagged[flagged["cornerstone"]]
         others = flagged[~flagged["cornerstone"]]
         top = {players[i] for i in np.argsort(window)[::-1][: len(corner)]} if window else set()
@@ -253,10 +254,10 @@ def estimate_agreement(estimates: pd.DataFrame, value: str = "score", top: int =
         ranked = {_label(r): np.asarray(r.values, dtype=float) for r in group.itertuples()}  # latest wins
         sampled = group[group["seed"].notna()]
         for (estimator, budget), runs in sampled.groupby(["estimator", "budget"]):
-            labels = [_label(r) for r in runs.itertuples()]
-            if len(set(labels)) > 1:
-                pooled = np.mean([ranked[label] for label in dict.fromkeys(labels)], axis=0)
-                ranked[f"{estimator} b{int(budget)} mean of {len(set(labels))} seeds"] = pooled
+            labels = list(dict.fromkeys(_label(r) for r in runs.itertuples()))  # one per seed
+            if len(labels) > 1:
+                pooled = np.mean([ranked[label] for label in labels], axis=0)
+                ranked[f"{estimator} b{int(budget)} mean of {len(labels)} seeds"] = pooled
         first = group.iloc[0]
         for a, b in itertools.combinations(ranked, 2):
             x, y = ranked[a], ranked[b]
@@ -297,10 +298,8 @@ def _latest_estimate(
     estimator: str,
     players: list[str],
     budget: int | None = None,
-    field: str = "values",
-) -> object:
-    """A field (the values by default) of the store's latest all-player metric estimate by
-    `estimator`, at `budget` coalitions if given; None where there is none."""
+) -> pd.Series | None:
+    """The store's latest all-player metric estimate by `estimator` (at `budget` coalitions if given)."""
     if estimates.empty:
         return None
     match = estimates[
@@ -312,10 +311,11 @@ def _latest_estimate(
     if budget is not None:
         match = match[match["budget"] == budget]
     match = match[[list(p) == players for p in match["players"]]]
-    if match.empty:
-        return None
-    found = match.sort_values("created").iloc[-1][field]
-    return list(found) if field == "values" else found
+    return None if match.empty else match.sort_values("created").iloc[-1]
+
+
+def _values(record: pd.Series | None) -> list[float] | None:
+    return None if record is None else list(record["values"])
 
 
 def estimator_summary(frame: pd.DataFrame) -> pd.DataFrame:

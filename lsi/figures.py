@@ -89,6 +89,7 @@ def shapley_bars(
     values: Sequence[float],
     low: Sequence[float | None] | None = None,
     high: Sequence[float | None] | None = None,
+    most_ticks: int = 8,
 ) -> None:
     """Shapley values over the players in forward order, coloured by kind, with intervals if given."""
     values = np.asarray(values, dtype=float)
@@ -100,7 +101,7 @@ def shapley_bars(
         if np.isfinite(lo).any():
             ax.errorbar(x, values, yerr=[values - lo, hi - values], fmt="none", ecolor="0.3", elinewidth=0.4)
     ax.axhline(0, color="k", lw=0.5)
-    _player_axis(ax, players)
+    _player_axis(ax, players, most_ticks)
 
 
 def shapley_grid(estimates: pd.DataFrame, title: str) -> plt.Figure:
@@ -129,8 +130,7 @@ def shapley_grid(estimates: pd.DataFrame, title: str) -> plt.Figure:
             if row is None:
                 ax.set_visible(False)
                 continue
-            shapley_bars(ax, row.players, row.values, row.ci_low, row.ci_high)
-            _player_axis(ax, row.players, most_ticks=4)
+            shapley_bars(ax, row.players, row.values, row.ci_low, row.ci_high, most_ticks=4)
             noise = getattr(row, "above_chance", True) is False
             metric = f" ({row.metric})" if hasattr(row, "metric") else ""
             ax.set_title(f"{task}{metric}" + ("\nNOT above chance" if noise else ""), fontsize="small")
