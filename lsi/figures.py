@@ -189,9 +189,9 @@ def removal_curves(curves: Mapping[str, pd.DataFrame], full: float, chance: floa
     style.apply()
     fig, ax = plt.subplots(figsize=(style.COLUMN_WIDTH, 2.3), constrained_layout=True)
     for name, curve in curves.items():
-        ax.plot(curve["removed"], curve["score"], marker=".", ms=3, lw=1, label=name)
+        ax.plot(curve["removed"], curve["score"], marker=".", ms=3, lw=1, label=f"{name} order")
     ax.axhline(full, color="k", ls="--", lw=0.8, label="original")
-    ax.axhline(chance, color="0.45", ls=":", lw=0.9, label="random")
+    ax.axhline(chance, color="0.45", ls=":", lw=0.9, label="chance")  # "random" would read as an order
     ax.set_xlabel("players removed")
     ax.set_ylabel("score")
     ax.legend()
