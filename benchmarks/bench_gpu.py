@@ -25,12 +25,14 @@ import argparse
 import gc
 import json
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
+import transformers
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -273,6 +275,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         figures["speedup"] = figures["tokens_per_s"] / paths[PAPER]["tokens_per_s"]
     check = agreement(paper[: len(checked)], lsi32, requests)
     report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "argv": list(sys.argv[1:] if argv is None else argv),
+        "torch": torch.__version__, "transformers": transformers.__version__,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "model": "tiny" if args.tiny else "llama-3-8b",
         "docs": args.docs, "requests": len(requests), "useful_tokens_per_coalition": useful,

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a file of bit strings, one per line (default: the window estimator's set and the empty one)",
     )
     p.add_argument("--max-removed", type=int, default=3, help="window: longest removed window (N_lim)")
+    p.add_argument(
+        "--gguf", action="store_true", help="name the model's GGUF file; carry it instead of weight parts"
+    )
     p = sub.add_parser("import-scores", help="store the scores.npz of a job scored elsewhere")
     _common(p)
     _runtime(p)
@@ -364,7 +367,7 @@ def cmd_export_job(args: argparse.Namespace) -> int:
     if not missing:
         print(f"every coalition is already in {scorer.store.path}: nothing to export")
         return 0
-    job = export_job(scorer, missing, args.out)
+    job = export_job(scorer, missing, args.out, gguf=args.gguf)
     size = sum(f.stat().st_size for f in args.out.iterdir()) / 2**20
     print(f"{len(missing)} coalitions, {len(scorer.requests)} requests, {size:.0f} MiB: {job}")
     print(f"there: python -m lsi.remote {args.out} OUT; here: lsi import-scores ... OUT/scores.npz")

@@ -81,6 +81,13 @@ def _sha256_files(paths: list[Path]) -> str:
     return memo[joined]
 
 
+def gguf_path(spec: str) -> Path | None:
+    """The GGUF file a model spec loads from (None for checkpoints): a job can carry it instead of
+    the dequantised weights, which are 2-4x larger."""
+    _source, directory, gguf_file, _title, _pinned = _resolve(spec)
+    return directory / gguf_file if gguf_file else None
+
+
 def _resolve(spec: str) -> tuple[str, Path, str | None, str, str | None]:
     """(source, directory, gguf file name, title, pinned sha256) for a model spec."""
     embedded = embedded_models()

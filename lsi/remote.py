@@ -1,8 +1,10 @@
 """Score coalitions on a machine that has only torch and transformers (e.g. a lent GPU).
 
-lm-eval, the task data and the GGUF reader stay here: `export_job` writes the requests as token
-arrays, the coalitions, the model's config and its weights (in parts small enough to carry). There,
-`python -m lsi.remote JOB OUT` rebuilds the model and scores the coalitions with the same engine.
+lm-eval and the task data stay here: `export_job` writes the requests as token arrays, the
+coalitions, the model's config and its weights, either in parts small enough to carry or, for a
+model loaded from a GGUF file, as that file (2.6x smaller for SmolLM2; the other side then needs the
+`gguf` package). There, `python -m lsi.remote JOB OUT` rebuilds the model, checks that its weights
+are bit for bit the ones exported, and scores the coalitions with the same engine.
 Back here, `import_scores` turns the log-likelihoods into lm-eval's metrics and stores them, checked
 against the job's model and requests. This module imports nothing but torch, transformers, numpy and
 lsi's engine at import time, so it runs on such a machine.
@@ -11,6 +13,7 @@ lsi's engine at import time, so it runs on such a machine.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -31,8 +34,20 @@ SCORES = "scores.npz"
 PART_BYTES = 60 * 2**20  # under the 64 MiB a device call carries
 
 
-def export_job(scorer: Scorer, coalitions: Sequence[str], folder: Path, part_bytes: int = PART_BYTES) -> Path:
-    """Write everything a torch + transformers machine needs to score `coalitions` for this scorer."""
+def export_job(
+    scorer: Scorer, coalitions: Sequence[str], folder: Path, part_bytes: int = PART_BYTES, gguf: bool = False
+) -> Path:
+    """Write everything a torch + transformers machine needs to score `coalitions` for this scorer.
+
+    `gguf`: name the model's GGUF file (carried separately) instead of writing its weights in parts.
+    """
+    from lsi.models import gguf_path
+
+    source = gguf_path(scorer.lm.identity.name) if gguf else None
+    if gguf and source is None:
+        raise ValueError(
+            f"{scorer.lm.identity.name} was not loaded from a GGUF file: export weights in parts"
+        )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tokens = [np.asarray(r.context + r.continuation, dtype=np.int64) for r in scorer.requests]
@@ -43,7 +58,6 @@ def export_job(scorer: Scorer, coalitions: Sequence[str], folder: Path, part_byt
         context_lengths=np.array([len(r.context) for r in scorer.requests]),
     )
     (folder / "config.json").write_text(scorer.lm.model.config.to_json_string())
-    parts = _save_weights(scorer.lm.model, folder, part_bytes)
     job = {
         "weights_sha256": scorer.lm.identity.weights_sha256,
         "model": scorer.lm.identity.name,
@@ -54,11 +68,25 @@ def export_job(scorer: Scorer, coalitions: Sequence[str], folder: Path, part_byt
         "players": [p.name for p in scorer.players],
         "max_length": scorer.max_length,
         "coalitions": list(dict.fromkeys(coalitions)),
-        "weight_parts": parts,
+        "state_sha256": state_digest(scorer.lm.model),
     }
+    if source is not None:
+        job["gguf"] = source.name
+    else:
+        job["weight_parts"] = _save_weights(scorer.lm.model, folder, part_bytes)
     path = folder / JOB
     path.write_text(json.dumps(job, indent=1))
     return path
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """sha256 over the state dict's names and bytes: equal only for bit-identical weights, whichever
+    transformers version or file format rebuilt them."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _save_weights(model: torch.nn.Module, folder: Path, part_bytes: int) -> list[str]:
@@ -108,26 +136,29 @@ def _load_weights(folder: Path, parts: Sequence[str]) -> dict[str, torch.Tensor]
 
 
 def run_job(
-    folder: Path, out: Path, device: str = "cuda", batch_tokens: int = 65536, max_rows: int = 256
+    folder: Path,
+    out: Path,
+    device: str = "cuda",
+    batch_tokens: int = 65536,
+    max_rows: int = 256,
+    gguf: Path | None = None,
 ) -> Path:
-    """Score the job's coalitions with lsi's engine; writes `scores.npz` (log-likelihoods, greedy flags)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """Score the job's coalitions with lsi's engine; writes `scores.npz` (log-likelihoods, greedy flags).
 
+    `gguf`: where the job's GGUF file is, if not in `folder`."""
     folder, out = Path(folder), Path(out)
     job = json.loads((folder / JOB).read_text())
     start = time.perf_counter()
     dtype = getattr(torch, job["dtype"])
-    config = AutoConfig.from_pretrained(folder)
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    missing, unexpected = model.load_state_dict(_load_weights(folder, job["weight_parts"]), strict=False)
-    model.tie_weights()
-    untied = [k for k in missing if k not in _tied_names(model)]
-    if untied or unexpected:
+    if "gguf" in job:
+        model = _model_from_gguf(Path(gguf) if gguf else folder / job["gguf"], dtype, device)
+    else:
+        model = _model_from_parts(folder, job["weight_parts"], dtype, device)
+    if state_digest(model) != job["state_sha256"]:
         raise ValueError(
-            f"the job's weights do not fit its config: missing {untied}, unexpected {unexpected}"
+            "the rebuilt weights differ from the exported model's (another transformers version may "
+            "dequantise or permute them differently): export the weights in parts instead"
         )
-    model.eval()
     players = list_players(model, job["granularity"])
     if [p.name for p in players] != job["players"]:
         raise ValueError("the rebuilt model's players differ from the job's")
@@ -154,6 +185,31 @@ def run_job(
         seconds=np.array([loaded - start, scored - loaded]),
     )
     return target
+
+
+def _model_from_parts(folder: Path, parts: Sequence[str], dtype: torch.dtype, device: str) -> torch.nn.Module:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(folder)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    missing, unexpected = model.load_state_dict(_load_weights(folder, parts), strict=False)
+    model.tie_weights()
+    untied = [k for k in missing if k not in _tied_names(model)]
+    if untied or unexpected:
+        raise ValueError(
+            f"the job's weights do not fit its config: missing {untied}, unexpected {unexpected}"
+        )
+    return model.eval()
+
+
+def _model_from_gguf(path: Path, dtype: torch.dtype, device: str) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    if not path.is_file():
+        raise ValueError(f"the job's GGUF file {path} is missing: carry it and pass its path with --gguf")
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    return model.to(device).eval()
 
 
 def _tied_names(model: torch.nn.Module) -> set[str]:
@@ -193,8 +249,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--batch-tokens", type=int, default=65536)
     parser.add_argument("--max-rows", type=int, default=256)
+    parser.add_argument("--gguf", type=Path, default=None, help="the job's GGUF file, if not in the job")
     args = parser.parse_args(argv)
-    path = run_job(args.job, args.out, args.device, args.batch_tokens, args.max_rows)
+    path = run_job(args.job, args.out, args.device, args.batch_tokens, args.max_rows, args.gguf)
     print(f"scores: {path} ({float(np.load(path)['seconds'][1]):.1f} s scoring)")
 
 

@@ -1,8 +1,10 @@
-"""Scoring elsewhere: export a job, score it in a process that cannot import lm-eval, datasets or gguf
-(as on the lent GPU machine), import the scores, and get what local scoring gives."""
+"""Scoring elsewhere: export a job, score it in a process that cannot import lm-eval or datasets (nor
+gguf, when the weights travel in parts), as on the lent GPU machine, import the scores, and get what
+local scoring gives."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,14 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsi.remote import PART_BYTES, _load_weights, _save_weights, export_job, import_scores
+from lsi.models import gguf_path
+from lsi.remote import PART_BYTES, _load_weights, _save_weights, export_job, import_scores, run_job
 from lsi.scoring import Scorer
 
 ROOT = Path(__file__).resolve().parent.parent
 # Runs the remote side with the heavy local-only packages made unimportable.
 REMOTE = """
 import sys
-for name in ("lm_eval", "datasets", "gguf"):
+for name in sys.argv.pop(1).split(","):
     sys.modules[name] = None
 from lsi.remote import main
 main(sys.argv[1:])
@@ -25,14 +28,31 @@ main(sys.argv[1:])
 
 
 @pytest.mark.slow
-def test_round_trip_equals_local_scoring(smollm, tmp_path: Path) -> None:
+@pytest.mark.parametrize("weights", ["parts", "gguf"])
+def test_round_trip_equals_local_scoring(smollm, tmp_path: Path, weights: str) -> None:
     local = Scorer(smollm, "arc_easy", 4, "sublayer", tmp_path / "local")
     n = len(local.players)
     coalitions = ["1" * n, "0" + "1" * (n - 1), "1" * 10 + "0" * 5 + "1" * (n - 15)]
-    job = export_job(local, coalitions, tmp_path / "job", part_bytes=16 * 2**20)
-    assert len(list((tmp_path / "job").glob("weights-*.safetensors"))) > 1  # carried in parts
+    job = export_job(local, coalitions, tmp_path / "job", part_bytes=16 * 2**20, gguf=weights == "gguf")
+    carried = list((tmp_path / "job").glob("weights-*.safetensors"))
+    if weights == "parts":
+        assert len(carried) > 1
+        blocked, where = "lm_eval,datasets,gguf", []
+    else:
+        assert not carried  # the GGUF travels on its own, here named by --gguf
+        blocked, where = "lm_eval,datasets", ["--gguf", str(gguf_path(smollm.identity.name))]
     subprocess.run(
-        [sys.executable, "-c", REMOTE, str(job.parent), str(tmp_path / "out"), "--device", "cpu"],
+        [
+            sys.executable,
+            "-c",
+            REMOTE,
+            blocked,
+            str(job.parent),
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            *where,
+        ],
         check=True,
         cwd=ROOT,
     )
@@ -45,6 +65,18 @@ def test_round_trip_equals_local_scoring(smollm, tmp_path: Path) -> None:
         np.testing.assert_allclose(theirs.at[c, "loglik"], ours.at[c, "loglik"], rtol=2e-5, atol=1e-4)
         assert np.array_equal(theirs.at[c, "doc_acc_norm"], ours.at[c, "doc_acc_norm"])
     assert set(theirs["device"]) == {"cpu"}
+
+
+@pytest.mark.slow
+def test_run_refuses_weights_that_differ_from_the_export(smollm, tmp_path: Path) -> None:
+    """The rebuilt model's state digest must match the exported one, or nothing is scored."""
+    scorer = Scorer(smollm, "arc_easy", 2, "block", tmp_path / "store")
+    path = export_job(scorer, ["1" * 30], tmp_path / "job", gguf=True)
+    job = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(job, state_sha256="0" * 64)))
+    with pytest.raises(ValueError, match="rebuilt weights differ"):
+        run_job(path.parent, tmp_path / "out", "cpu", gguf=gguf_path(smollm.identity.name))
+    assert not (tmp_path / "out").exists()
 
 
 def test_import_refuses_other_weights(smollm, tmp_path: Path) -> None:
