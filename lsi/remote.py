@@ -155,10 +155,13 @@ def run_job(
     else:
         model = _model_from_parts(folder, job["weight_parts"], dtype, device)
     if state_digest(model) != job["state_sha256"]:
-        raise ValueError(
-            "the rebuilt weights differ from the exported model's (another transformers version may "
-            "dequantise or permute them differently): export the weights in parts instead"
+        why = (
+            "another transformers version may dequantise or permute a GGUF differently: export the "
+            "weights in parts instead"
+            if "gguf" in job
+            else "a weight part is damaged or from another export: carry the job's parts again"
         )
+        raise ValueError(f"the rebuilt weights differ from the exported model's ({why})")
     players = list_players(model, job["granularity"])
     if [p.name for p in players] != job["players"]:
         raise ValueError("the rebuilt model's players differ from the job's")
