@@ -57,7 +57,6 @@ def export_job(
         lengths=np.array([len(t) for t in tokens]),
         context_lengths=np.array([len(r.context) for r in scorer.requests]),
     )
-    (folder / "config.json").write_text(scorer.lm.model.config.to_json_string())
     job = {
         "weights_sha256": scorer.lm.identity.weights_sha256,
         "model": scorer.lm.identity.name,
@@ -72,7 +71,8 @@ def export_job(
     }
     if source is not None:
         job["gguf"] = source.name
-    else:
+    else:  # the model is rebuilt from its config, then loaded with the parts
+        (folder / "config.json").write_text(scorer.lm.model.config.to_json_string())
         job["weight_parts"] = _save_weights(scorer.lm.model, folder, part_bytes)
     path = folder / JOB
     path.write_text(json.dumps(job, indent=1))
