@@ -334,33 +334,56 @@ def dtype_agreement(stores: pd.DataFrame, reference: str = "float32") -> pd.Data
     (same model, task, granularity, limit), the documents whose correctness differs per shared
     coalition, and the largest score difference."""
     key = ["model", "task", "granularity", "limit"]
-    rows = []
     references = stores[stores["dtype"] == reference].set_index(key)
+    rows = []
     for s in stores[stores["dtype"] != reference].itertuples():
         twin = tuple(getattr(s, k) for k in key)
-        if twin not in references.index:
-            continue
-        ref = ScoreStore.open(references.loc[twin, "path"]).frame().set_index("coalition")
-        other = ScoreStore.open(s.path).frame().set_index("coalition")
-        shared = ref.index.intersection(other.index)
-        if shared.empty:
-            continue
-        column = f"doc_{s.metric}"
-        flips = np.array(
-            [np.sum(np.asarray(ref.at[c, column]) != np.asarray(other.at[c, column])) for c in shared]
-        )
-        rows.append(
-            dict(zip(key, twin, strict=True))
-            | {
-                "dtype": s.dtype,
-                "reference": reference,
-                "coalitions": len(shared),
-                "n_docs": s.n_docs,
-                "mean_flips": float(flips.mean()),
-                "max_flips": int(flips.max()),
-                "max_score_diff": float(
-                    np.max(np.abs(ref.loc[shared, "score"] - other.loc[shared, "score"]))
-                ),
-            }
-        )
-    return pd.DataFrame(rows)
+        if twin in references.index:
+            rows.append(
+                dict(zip(key, twin, strict=True))
+                | {"dtype": s.dtype, "reference": reference}
+                | _answer_changes(references.loc[twin, "path"], s.path, s.metric)
+            )
+    return pd.DataFrame([r for r in rows if r["coalitions"]])
+
+
+def limit_agreement(stores: pd.DataFrame) -> pd.DataFrame:
+    """Whether a later stage reproduces an earlier one: for every store with a smaller-limit twin
+    (same model, task, granularity, dtype), the answers on the documents both hold (the first ones:
+    lm-eval's limit takes documents in order). Stages scored on different machines (CPU, a lent GPU)
+    differ only in computation order, so in bfloat16 a few near-tie documents may flip."""
+    key = ["model", "task", "granularity", "dtype"]
+    rows = []
+    for s in stores.itertuples():
+        earlier = stores[
+            (stores[key] == [getattr(s, k) for k in key]).all(axis=1) & (stores["limit"] < s.limit)
+        ]
+        for e in earlier.itertuples():
+            rows.append(
+                {k: getattr(s, k) for k in key}
+                | {"limit": s.limit, "reference_limit": e.limit}
+                | _answer_changes(e.path, s.path, s.metric)
+            )
+    return pd.DataFrame([r for r in rows if r["coalitions"]])
+
+
+def _answer_changes(reference: Path, other: Path, metric: str) -> dict:
+    """Documents whose correctness differs between two stores, per coalition both hold, over the
+    documents both hold, and the largest difference of the mean score there."""
+    ref = ScoreStore.open(reference).frame().set_index("coalition")
+    oth = ScoreStore.open(other).frame().set_index("coalition")
+    shared = ref.index.intersection(oth.index)
+    column = f"doc_{metric}"
+    if shared.empty:
+        return {"coalitions": 0}
+    n_docs = min(len(ref.at[shared[0], column]), len(oth.at[shared[0], column]))
+    a = np.array([np.asarray(ref.at[c, column], dtype=float)[:n_docs] for c in shared])
+    b = np.array([np.asarray(oth.at[c, column], dtype=float)[:n_docs] for c in shared])
+    flips = (a != b).sum(axis=1)
+    return {
+        "coalitions": len(shared),
+        "n_docs": n_docs,
+        "mean_flips": float(flips.mean()),
+        "max_flips": int(flips.max()),
+        "max_score_diff": float(np.abs(a.mean(axis=1) - b.mean(axis=1)).max()),
+    }

@@ -92,12 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     _runtime(p)
     p.add_argument("--out", type=Path, required=True, help="the job folder to write")
     p.add_argument(
-        "--coalitions",
-        type=Path,
+        "--coalitions", type=Path, default=None, help="a file of bit strings, one per line, to export too"
+    )
+    p.add_argument(
+        "--estimator",
+        nargs="*",
         default=None,
-        help="a file of bit strings, one per line (default: the window estimator's set and the empty one)",
+        help="export the coalitions these estimators will ask for (default: window; none with --coalitions "
+        "alone); only estimators that choose them without seeing values, e.g. window, kernelshap",
     )
     p.add_argument("--max-removed", type=int, default=3, help="window: longest removed window (N_lim)")
+    p.add_argument("--budget", type=int, default=None, help="sampling estimators' (default: window's cost)")
+    p.add_argument("--seed", type=int, default=0, help="sampling estimators' seed")
     p.add_argument(
         "--gguf", action="store_true", help="name the model's GGUF file; carry it instead of weight parts"
     )
@@ -353,15 +359,21 @@ def cmd_cornerstones(args: argparse.Namespace) -> int:
 
 
 def cmd_export_job(args: argparse.Namespace) -> int:
-    from lsi.players import window_coalitions
+    from lsi.estimators import get_estimator, planned_coalitions, resolve_budget
     from lsi.remote import export_job
 
+    estimators = args.estimator if args.estimator is not None else [] if args.coalitions else ["window"]
+    for name in estimators:
+        get_estimator(name)  # fail fast, before any model loads
     scorer = _scorer(args)
     n = len(scorer.players)
-    if args.coalitions is None:
-        wanted = [*window_coalitions(n, args.max_removed), "0" * n]
-    else:
-        wanted = [line.strip() for line in args.coalitions.read_text().splitlines() if line.strip()]
+    wanted = []
+    for name in estimators:
+        options = {"n_lim": args.max_removed} if name == "window" else {}
+        budget = resolve_budget(name, args.budget, n, args.max_removed)
+        wanted += planned_coalitions(name, n, budget, args.seed, **options)
+    if args.coalitions is not None:
+        wanted += [line.strip() for line in args.coalitions.read_text().splitlines() if line.strip()]
     stored = scorer.store.coalitions()
     missing = [c for c in dict.fromkeys(wanted) if c not in stored]
     if not missing:

@@ -106,6 +106,11 @@ class Game(abc.ABC):
         """Distinct coalitions computed so far."""
         return len(self._memo)
 
+    @property
+    def evaluated(self) -> list[str]:
+        """The distinct coalitions computed so far, as bit strings, in the order first asked for."""
+        return [key.decode() for key in self._memo]
+
     def value(self, coalitions: np.ndarray) -> np.ndarray:
         """Values of the coalitions, computing each distinct coalition at most once ever."""
         coalitions = as_coalitions(coalitions, self.n_players)

@@ -56,7 +56,7 @@ from lsi.analysis import (
     removal_orders,
     summary_statistics,
 )
-from lsi.estimators import estimate, get_estimator
+from lsi.estimators import estimate, resolve_budget
 from lsi.layer_game import LayerGame
 from lsi.models import load_model
 from lsi.results import save_estimate, save_removal_curves
@@ -97,8 +97,7 @@ plt.close(fig)
 
 # %%
 options = {"n_lim": max_removed} if estimator == "window" else {}
-if budget is None and not get_estimator(estimator).deterministic:
-    budget = get_estimator("window").min_budget(n, {"n_lim": max_removed})
+budget = resolve_budget(estimator, budget, n, max_removed)
 game = LayerGame(scorer.store, value, scorer=scorer)
 shapley = estimate(game, estimator, budget, seed, bootstrap, **options)
 config = {

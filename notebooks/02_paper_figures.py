@@ -51,6 +51,7 @@ from lsi.analysis import (
     dtype_agreement,
     estimate_agreement,
     estimator_summary,
+    limit_agreement,
 )
 from lsi.results import estimate_index, store_index, write_table
 from lsi.store import ScoreStore
@@ -212,6 +213,19 @@ if agreement.empty:
     print("no configuration has both a float32 and another dtype's store yet")
 else:
     show_table(agreement, "dtype-agreement")
+
+# %% [markdown]
+# ## 8. A later stage against an earlier one
+# The study raises `limit` in stages, and a stage may be scored on another machine (a lent GPU). On
+# the documents both stages hold, the answers per shared coalition should agree up to bfloat16's
+# near ties.
+
+# %%
+stages = limit_agreement(stores)
+if stages.empty:
+    print("no configuration has stores at two limits yet")
+else:
+    show_table(stages, "limit-agreement")
 
 # %%
 print(f"{len(written)} files written to {out}:")

@@ -102,6 +102,10 @@ def test_models_and_tasks_list_offline_assets(capsys):
         (["score", "--task", "arc_easy", "--limit", "2", "--drop", "block.30"], "unknown player 'block.30'"),
         (["scores", "--task", "arc_easy", "--results", "/nonexistent"], "no score store"),
         (["shapley", "--task", "arc_easy", "--estimator", "nope"], "unknown estimator 'nope'"),
+        (
+            ["export-job", "--task", "arc_easy", "--out", "job", "--estimator", "truncated"],
+            "'truncated' picks its coalitions from the values",
+        ),
     ],
 )
 def test_bad_input_gives_one_clear_line(capsys, tmp_path, argv, message):
@@ -110,6 +114,25 @@ def test_bad_input_gives_one_clear_line(capsys, tmp_path, argv, message):
     code, _, err = _run(capsys, *argv)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("lsi: error: ") and message in err
+
+
+def test_export_job_plans_the_estimators_coalitions(capsys, tmp_path):
+    """window + KernelSHAP at the window's cost, minus what is stored: the set `lsi.remote` scores so
+    that the notebook then runs both estimators from the cache."""
+    from lsi.estimators import planned_coalitions
+    from lsi.players import window_coalitions
+
+    common = ["--task", "arc_easy", "--limit", "2", "--results", str(tmp_path)]
+    assert _run(capsys, "score", *common)[0] == 0  # the full model is stored: not exported again
+    code, out, _ = _run(
+        capsys, "export-job", *common, "--out", str(tmp_path / "job"), "--estimator", "window", "kernelshap"
+    )
+    job = json.loads((tmp_path / "job/job.json").read_text())
+    wanted = {*window_coalitions(30, 3), "0" * 30} | set(planned_coalitions("kernelshap", 30, 88, 0))
+    assert code == 0 and set(job["coalitions"]) == wanted - {"1" * 30}
+    assert len(job["coalitions"]) == len(set(job["coalitions"])) and out.startswith(
+        f"{len(wanted) - 1} coalitions"
+    )
 
 
 def test_foreign_store_is_refused(capsys, tmp_path):

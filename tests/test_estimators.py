@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import shapiq
 
-from lsi.estimators import ESTIMATORS, NOT_IN_SHAPIQ, estimate
+from lsi.estimators import ESTIMATORS, NOT_IN_SHAPIQ, estimate, planned_coalitions, resolve_budget
 from lsi.estimators.base import Ledger
 from lsi.estimators.shapiq_adapter import LedgerGame
 from lsi.estimators.window import window_cost
@@ -24,6 +24,7 @@ from lsi.game import (
     UnanimityGame,
     all_coalitions,
 )
+from lsi.players import window_coalitions
 
 SAMPLING = [name for name, spec in ESTIMATORS.items() if not spec.deterministic and name != "truncated"]
 # shapiq's sampler enumerates every coalition at budget 2^n, so these become exact there.
@@ -396,3 +397,31 @@ def test_window_coalitions_are_what_the_window_estimator_requests(n_lim: int) ->
     ledger = Ledger(game)
     ESTIMATORS["window"].run(ledger, n_lim=n_lim)
     assert sorted(key.decode() for key in ledger.keys) == sorted(window_coalitions(7, n_lim))
+
+
+@pytest.mark.parametrize("name", ["window", "exact", "kernelshap", "permutation", "svarm"])
+def test_planned_coalitions_are_what_estimate_asks_a_real_game_for(name: str) -> None:
+    """A plan made on synthetic games must list exactly the coalitions (in order) that the estimator
+    then asks an unrelated game for: export-job ships the plan and the cells run from its scores."""
+    game = pairwise_game(7, seed=3)
+    budget = {"window": None, "exact": 2**7}.get(name, 40)
+    plan = planned_coalitions(name, 7, budget, seed=5)
+    estimate(game, name, budget, seed=5, bootstrap=0)
+    assert plan == game.evaluated
+    assert len(set(plan)) == len(plan)
+
+
+def test_planned_window_is_every_window_the_full_model_and_the_empty_one() -> None:
+    plan = planned_coalitions("window", 9, n_lim=2)
+    assert set(plan) == {*window_coalitions(9, 2), "0" * 9}
+
+
+def test_an_estimator_that_follows_the_values_cannot_be_planned() -> None:
+    with pytest.raises(ValueError, match="'truncated' picks its coalitions from the values"):
+        planned_coalitions("truncated", 8, 60)
+
+
+def test_resolve_budget_gives_sampling_estimators_the_window_cost() -> None:
+    assert resolve_budget("kernelshap", None, 60, 3) == window_cost(60, 3) == 178
+    assert resolve_budget("kernelshap", 90, 60, 3) == 90
+    assert resolve_budget("window", None, 60, 3) is None

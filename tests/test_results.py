@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lsi.analysis import ablation_table, cornerstone_report, cornerstones, dtype_agreement, estimate_agreement
+from lsi.analysis import (
+    ablation_table,
+    cornerstone_report,
+    cornerstones,
+    dtype_agreement,
+    estimate_agreement,
+    limit_agreement,
+)
 from lsi.estimators import Estimate, estimate
 from lsi.layer_game import LayerGame
 from lsi.results import estimate_index, save_estimate, store_index, write_table
@@ -20,12 +28,20 @@ from lsi.store import ScoreStore
 DEMO = Path(__file__).resolve().parent.parent / "results/scores/smollm2-135m/arc_easy/block-float32-limit50"
 
 
-def _copy(results: Path, dtype: str) -> Path:
-    target = results / "scores/smollm2-135m/arc_easy" / f"block-{dtype}-limit50"
+def _copy(results: Path, dtype: str, limit: int = 50) -> Path:
+    target = results / "scores/smollm2-135m/arc_easy" / f"block-{dtype}-limit{limit}"
     shutil.copytree(DEMO, target)
     meta = json.loads((target / "meta.json").read_text())
-    (target / "meta.json").write_text(json.dumps(meta | {"dtype": dtype}))
+    (target / "meta.json").write_text(json.dumps(meta | {"dtype": dtype, "limit": limit}))
     return target
+
+
+def _edit_docs(store: Path, edit: Callable[[pd.DataFrame], None]) -> None:
+    frame = pd.read_parquet(store / "parts")
+    edit(frame)
+    shutil.rmtree(store / "parts")
+    (store / "parts").mkdir()
+    frame.to_parquet(store / "parts/part-0.parquet")
 
 
 def test_store_index_and_estimates(tmp_path: Path) -> None:
@@ -48,21 +64,41 @@ def test_store_index_and_estimates(tmp_path: Path) -> None:
     assert found["values"].iloc[0] == record["values"] == list(result.values)
 
 
+def _flip(frame: pd.DataFrame, coalition: str, docs: slice) -> None:
+    row = frame.index[frame["coalition"] == coalition][0]
+    answers = np.asarray(frame.at[row, "doc_acc_norm"]).copy()
+    answers[docs] = 1 - answers[docs]
+    frame.at[row, "doc_acc_norm"] = answers
+
+
 def test_dtype_agreement_counts_flipped_documents(tmp_path: Path) -> None:
     _copy(tmp_path, "float32")
     cheap = _copy(tmp_path, "bfloat16")
-    frame = pd.read_parquet(cheap / "parts")
-    row = frame.index[frame["coalition"] == "0" + "1" * 29][0]
-    docs = np.asarray(frame.at[row, "doc_acc_norm"]).copy()
-    docs[:3] = 1 - docs[:3]  # three documents change their answer in one coalition
-    frame.at[row, "doc_acc_norm"] = docs
-    shutil.rmtree(cheap / "parts")
-    (cheap / "parts").mkdir()
-    frame.to_parquet(cheap / "parts/part-0.parquet")
+    _edit_docs(cheap, lambda frame: _flip(frame, "0" + "1" * 29, slice(0, 3)))  # 3 answers change
     table = dtype_agreement(store_index(tmp_path))
     assert len(table) == 1
     assert table["coalitions"].iloc[0] == 31 and table["max_flips"].iloc[0] == 3
     assert table["mean_flips"].iloc[0] == 3 / 31
+
+
+def test_limit_agreement_compares_the_documents_both_stages_hold(tmp_path: Path) -> None:
+    """A 20-document stage against a 50-document one: only the first 20 documents count, so flips
+    after them are invisible and flips among them are counted."""
+    early = _copy(tmp_path, "bfloat16", limit=20)
+
+    def first_twenty(frame: pd.DataFrame) -> None:
+        frame["doc_acc_norm"] = [np.asarray(d)[:20] for d in frame["doc_acc_norm"]]
+
+    _edit_docs(early, first_twenty)
+    late = _copy(tmp_path, "bfloat16", limit=50)
+    _edit_docs(late, lambda frame: _flip(frame, "1" * 30, slice(18, 30)))  # 2 of them in the first 20
+    table = limit_agreement(store_index(tmp_path))
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert (row["limit"], row["reference_limit"], row["n_docs"]) == (50, 20, 20)
+    assert row["coalitions"] == 31 and row["max_flips"] == 2 and row["mean_flips"] == 2 / 31
+    full = ScoreStore.open(DEMO).frame().set_index("coalition").at["1" * 30, "doc_acc_norm"]
+    assert row["max_score_diff"] == pytest.approx(abs(np.sum(1 - 2 * np.asarray(full)[18:20])) / 20)
 
 
 def test_write_table(tmp_path: Path) -> None:

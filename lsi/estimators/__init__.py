@@ -18,14 +18,23 @@ from lsi.estimators.permutation import PERMUTATION
 from lsi.estimators.shapiq_adapter import MISSING as NOT_IN_SHAPIQ
 from lsi.estimators.shapiq_adapter import SHAPIQ_ESTIMATORS
 from lsi.estimators.truncated import TRUNCATED
-from lsi.estimators.window import WINDOW
-from lsi.game import MAX_EXACT_PLAYERS, Game, MissingCoalitionError
+from lsi.estimators.window import WINDOW, window_cost
+from lsi.game import MAX_EXACT_PLAYERS, AdditiveGame, Game, MissingCoalitionError
 
 ESTIMATORS: dict[str, Estimator] = {
     e.name: e for e in (WINDOW, EXACT, PERMUTATION, TRUNCATED, *SHAPIQ_ESTIMATORS)
 }
 
-__all__ = ["ESTIMATORS", "MAX_EXACT_PLAYERS", "NOT_IN_SHAPIQ", "Estimate", "estimate", "get_estimator"]
+__all__ = [
+    "ESTIMATORS",
+    "MAX_EXACT_PLAYERS",
+    "NOT_IN_SHAPIQ",
+    "Estimate",
+    "estimate",
+    "get_estimator",
+    "planned_coalitions",
+    "resolve_budget",
+]
 
 
 def get_estimator(name: str) -> Estimator:
@@ -67,6 +76,38 @@ def estimate(
         efficiency=_efficiency(ledger, run.values, spec.efficient),
         info={**run.info, "bootstrap": bootstrap},
     )
+
+
+def resolve_budget(estimator: str, budget: int | None, n_players: int, max_removed: int = 3) -> int | None:
+    """A sampling estimator given no budget gets the window estimator's cost, so that the two compare
+    at equal cost; deterministic estimators keep theirs (None: their fixed cost)."""
+    if budget is None and not get_estimator(estimator).deterministic:
+        return window_cost(n_players, max_removed)
+    return budget
+
+
+def planned_coalitions(
+    estimator: str, n_players: int, budget: int | None = None, seed: int = 0, **options: object
+) -> list[str]:
+    """The coalitions `estimate` will ask for, known before any is scored, so that they can be scored
+    in one batch on another machine. Only for estimators whose choice does not depend on the values:
+    the plan is run on a game that sits at its chance level and on one far from it with random
+    weights, and must come out the same on both."""
+    games = [
+        AdditiveGame(np.zeros(n_players)),
+        AdditiveGame(np.random.default_rng(0).normal(size=n_players), constant=1e3),
+    ]
+    plans = []
+    for game in games:
+        game.chance = 0.0
+        estimate(game, estimator, budget, seed, bootstrap=0, **options)
+        plans.append(game.evaluated)
+    if plans[0] != plans[1]:
+        raise ValueError(
+            f"'{estimator}' picks its coalitions from the values it has seen, so they cannot be listed "
+            "ahead of scoring: run it where lm-eval runs, or export the coalitions of a planned estimator"
+        )
+    return plans[0]
 
 
 def _run(spec: Estimator, ledger: Ledger, budget: int | None, seed: int, options: dict) -> Run:
