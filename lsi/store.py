@@ -5,7 +5,9 @@ Layout of one store (a folder):
 - `meta.json`: how the scores were made, and the document/request layout of the per-request lists;
 - `parts/*.parquet`: one file per flush, rows = coalitions. Files are written whole (temp + rename),
   so an interrupted run keeps every flushed part and never leaves a torn one.
-  `pd.read_parquet(folder / "parts")` reads them all.
+  `pd.read_parquet(folder / "parts")` reads them all. The per-request log-likelihood lists are most
+  of the bytes; zstd over byte-stream-split floats stores them in about two thirds of the space of
+  the default encoding, which matters for committed results and for the 64 MiB a lent GPU carries.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 # The fields that define a store: two runs may share one only if all of these agree.
 IDENTITY_KEYS = (
@@ -95,7 +99,19 @@ class ScoreStore:
         name = f"part-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}.parquet"
         target = self.path / "parts" / name
         tmp = target.with_suffix(".tmp")
-        rows.to_parquet(tmp, index=False)
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+        floats = {
+            field.name
+            for field in table.schema
+            if pa.types.is_list(field.type) and pa.types.is_floating(field.type.value_type)
+        }
+        pq.write_table(  # byte-stream split applies only where dictionary encoding is off
+            table,
+            tmp,
+            compression="zstd",
+            use_dictionary=[name for name in table.column_names if name not in floats],
+            use_byte_stream_split=[f"{name}.list.element" for name in floats] or False,
+        )
         tmp.replace(target)
         return target
 

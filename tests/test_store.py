@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from lsi.store import ScoreStore, StoreMismatchError, store_dir
@@ -45,6 +46,21 @@ def test_append_read_and_first_copy_wins(tmp_path):
     raw = pd.read_parquet(tmp_path / "s" / "parts")
     assert len(raw) == 4 and list(raw.loglik.iloc[0]) == [0.0, 1.0, 2.0]
     assert json.loads((tmp_path / "s" / "meta.json").read_text())["task"] == "arc_easy"
+
+
+def test_log_likelihoods_are_stored_exactly_in_the_compact_encoding(tmp_path):
+    """Float lists (the per-request log-likelihoods, most of a store's bytes) are written zstd over
+    byte-stream-split values: bit-exact on reading, and plain pandas still reads the folder."""
+    rng = np.random.default_rng(0)
+    lists = [rng.normal(-20, 5, size=500).astype(np.float32) for _ in range(4)]
+    rows = pd.DataFrame({"coalition": ["11", "10", "01", "00"], "loglik": lists})
+    path = ScoreStore.open(tmp_path / "s", META).append(rows)
+    columns = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {columns.column(i).path_in_schema: columns.column(i).encodings for i in range(2)}
+    assert "BYTE_STREAM_SPLIT" in encodings["loglik.list.element"]
+    assert all(columns.column(i).compression == "ZSTD" for i in range(2))
+    back = pd.read_parquet(tmp_path / "s" / "parts")
+    assert all(np.asarray(b).tobytes() == a.tobytes() for a, b in zip(lists, back["loglik"], strict=True))
 
 
 def test_interrupted_write_leaves_no_torn_part(tmp_path):
