@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         "alone); only estimators that choose them without seeing values, e.g. window, kernelshap",
     )
     p.add_argument("--max-removed", type=int, default=3, help="window: longest removed window (N_lim)")
-    p.add_argument("--budget", type=int, default=None, help="sampling estimators' (default: window's cost)")
+    p.add_argument(
+        "--budget", type=int, default=None, help="sampling estimators' coalitions (default: window's cost)"
+    )
     p.add_argument("--seed", type=int, default=0, help="sampling estimators' seed")
     p.add_argument(
         "--gguf", action="store_true", help="name the model's GGUF file; carry it instead of weight parts"
