@@ -287,7 +287,7 @@ def _game(args: argparse.Namespace):  # noqa: ANN202
 
 
 def cmd_shapley(args: argparse.Namespace) -> int:
-    from lsi.estimators import estimate, get_estimator
+    from lsi.estimators import estimate, estimator_options, get_estimator
     from lsi.results import save_estimate
 
     get_estimator(args.estimator)  # fail fast, before any model loads
@@ -298,7 +298,7 @@ def cmd_shapley(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"unknown players {', '.join(unknown)}; see `lsi players`")
         game = game.restricted([game.names.index(n) for n in names])
-    options = {"n_lim": args.max_removed} if args.estimator == "window" else {}
+    options = estimator_options(args.estimator, args.max_removed)
     result = estimate(game, args.estimator, args.budget, args.seed, args.bootstrap, **options)
     config = {
         "model": args.model,
@@ -361,7 +361,7 @@ def cmd_cornerstones(args: argparse.Namespace) -> int:
 
 
 def cmd_export_job(args: argparse.Namespace) -> int:
-    from lsi.estimators import get_estimator, planned_coalitions, resolve_budget
+    from lsi.estimators import estimator_options, get_estimator, planned_coalitions, resolve_budget
     from lsi.remote import export_job
 
     estimators = args.estimator if args.estimator is not None else [] if args.coalitions else ["window"]
@@ -371,9 +371,8 @@ def cmd_export_job(args: argparse.Namespace) -> int:
     n = len(scorer.players)
     wanted = []
     for name in estimators:
-        options = {"n_lim": args.max_removed} if name == "window" else {}
         budget = resolve_budget(name, args.budget, n, args.max_removed)
-        wanted += planned_coalitions(name, n, budget, args.seed, **options)
+        wanted += planned_coalitions(name, n, budget, args.seed, **estimator_options(name, args.max_removed))
     if args.coalitions is not None:
         wanted += [line.strip() for line in args.coalitions.read_text().splitlines() if line.strip()]
     stored = scorer.store.coalitions()

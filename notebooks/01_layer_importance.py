@@ -56,7 +56,7 @@ from lsi.analysis import (
     removal_orders,
     summary_statistics,
 )
-from lsi.estimators import estimate, resolve_budget
+from lsi.estimators import estimate, estimator_options, resolve_budget
 from lsi.layer_game import LayerGame
 from lsi.models import load_model
 from lsi.results import save_estimate, save_removal_curves
@@ -96,7 +96,7 @@ plt.close(fig)
 # cost. The estimate is written next to the store.
 
 # %%
-options = {"n_lim": max_removed} if estimator == "window" else {}
+options = estimator_options(estimator, max_removed)
 budget = resolve_budget(estimator, budget, n, max_removed)
 game = LayerGame(scorer.store, value, scorer=scorer)
 shapley = estimate(game, estimator, budget, seed, bootstrap, **options)

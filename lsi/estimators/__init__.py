@@ -31,6 +31,7 @@ __all__ = [
     "NOT_IN_SHAPIQ",
     "Estimate",
     "estimate",
+    "estimator_options",
     "get_estimator",
     "planned_coalitions",
     "resolve_budget",
@@ -76,6 +77,11 @@ def estimate(
         efficiency=_efficiency(ledger, run.values, spec.efficient),
         info={**run.info, "bootstrap": bootstrap},
     )
+
+
+def estimator_options(estimator: str, max_removed: int = 3) -> dict:
+    """The options a study passes: only `window` takes one, its longest removed window (N_lim)."""
+    return {"n_lim": max_removed} if estimator == "window" else {}
 
 
 def resolve_budget(estimator: str, budget: int | None, n_players: int, max_removed: int = 3) -> int | None:
