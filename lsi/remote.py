@@ -3,8 +3,9 @@
 lm-eval and the task data stay here: `export_job` writes the requests as token arrays, the
 coalitions, the model's config and its weights, either in parts small enough to carry or, for a
 model loaded from a GGUF file, as that file (2.6x smaller for SmolLM2; the other side then needs the
-`gguf` package). There, `python -m lsi.remote JOB OUT` rebuilds the model, checks that its weights
-are bit for bit the ones exported, and scores the coalitions with the same engine.
+`gguf` package). There, `python -m lsi.remote JOB [JOB ...] OUT` rebuilds the model (once for jobs
+of the same weights), checks that its weights are bit for bit the ones exported, and scores the
+coalitions with the same engine.
 Back here, `import_scores` turns the log-likelihoods into lm-eval's metrics and stores them, checked
 against the job's model and requests. This module imports nothing but torch, transformers, numpy and
 lsi's engine at import time, so it runs on such a machine.
@@ -146,12 +147,72 @@ def run_job(
     """Score the job's coalitions with lsi's engine; writes `scores.npz` (log-likelihoods, greedy flags).
 
     `gguf`: where the job's GGUF file is, if not in `folder`."""
-    folder, out = Path(folder), Path(out)
-    job = json.loads((folder / JOB).read_text())
-    start = time.perf_counter()
+    return run_jobs([folder], [out], device, batch_tokens, max_rows, [gguf] if gguf else [])[0]
+
+
+def run_jobs(
+    folders: Sequence[Path],
+    outs: Sequence[Path],
+    device: str = "cuda",
+    batch_tokens: int = 65536,
+    max_rows: int = 256,
+    ggufs: Sequence[Path] = (),
+) -> list[Path]:
+    """Score jobs in turn, writing each one's scores as soon as it is done, and rebuild the model only
+    when a job's weights differ from the previous job's: on a lent H200 rebuilding from a GGUF took
+    15-20 s, as long as scoring a task.
+
+    `ggufs`: the jobs' GGUF files, matched to a job by file name (a single one serves every job)."""
+    model, digest, written = None, None, []
+    for folder, out in zip(map(Path, folders), map(Path, outs), strict=True):
+        job = json.loads((folder / JOB).read_text())
+        start = time.perf_counter()
+        if job["state_sha256"] != digest:
+            model = None  # free the last model before building the next
+            model = _checked_model(folder, job, device, _job_gguf(folder, job, ggufs))
+            digest = job["state_sha256"]
+        players = list_players(model, job["granularity"])
+        if [p.name for p in players] != job["players"]:
+            raise ValueError(f"the rebuilt model's players differ from job {folder}'s")
+        data = np.load(folder / "requests.npz")
+        ends = np.cumsum(data["lengths"])
+        requests = [
+            TokenRequest(tuple(t[:c].tolist()), tuple(t[c:].tolist()))
+            for t, c in zip(np.split(data["tokens"], ends[:-1]), data["context_lengths"], strict=True)
+        ]
+        loaded = time.perf_counter()
+        batches = make_batches(requests, job["max_length"], batch_tokens, max_rows)
+        with torch.inference_mode():
+            loglik, greedy = score_requests(Engine(model, players), batches, job["coalitions"], len(requests))
+        scored = time.perf_counter()
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            out / SCORES,
+            coalitions=np.array(job["coalitions"]),
+            loglik=loglik,
+            greedy=greedy,
+            weights_sha256=np.array(job["weights_sha256"]),
+            device=np.array(torch.cuda.get_device_name() if device.startswith("cuda") else device),
+            seconds=np.array([loaded - start, scored - loaded]),
+        )
+        written.append(out / SCORES)
+    return written
+
+
+def _job_gguf(folder: Path, job: dict, ggufs: Sequence[Path]) -> Path | None:
+    if "gguf" not in job:
+        return None
+    named = [Path(g) for g in ggufs if Path(g).name == job["gguf"]]
+    if named:
+        return named[0]
+    return Path(ggufs[0]) if len(ggufs) == 1 else folder / job["gguf"]
+
+
+def _checked_model(folder: Path, job: dict, device: str, gguf: Path | None) -> torch.nn.Module:
+    """The job's model, rebuilt and checked bit for bit against the exported weights."""
     dtype = getattr(torch, job["dtype"])
-    if "gguf" in job:
-        model = _model_from_gguf(Path(gguf) if gguf else folder / job["gguf"], dtype, device)
+    if gguf is not None:
+        model = _model_from_gguf(gguf, dtype, device)
     else:
         model = _model_from_parts(folder, job["weight_parts"], dtype, device)
     if state_digest(model) != job["state_sha256"]:
@@ -162,32 +223,7 @@ def run_job(
             else "a weight part is damaged or from another export: carry the job's parts again"
         )
         raise ValueError(f"the rebuilt weights differ from the exported model's ({why})")
-    players = list_players(model, job["granularity"])
-    if [p.name for p in players] != job["players"]:
-        raise ValueError("the rebuilt model's players differ from the job's")
-    data = np.load(folder / "requests.npz")
-    ends = np.cumsum(data["lengths"])
-    requests = [
-        TokenRequest(tuple(t[:c].tolist()), tuple(t[c:].tolist()))
-        for t, c in zip(np.split(data["tokens"], ends[:-1]), data["context_lengths"], strict=True)
-    ]
-    loaded = time.perf_counter()
-    batches = make_batches(requests, job["max_length"], batch_tokens, max_rows)
-    with torch.inference_mode():
-        loglik, greedy = score_requests(Engine(model, players), batches, job["coalitions"], len(requests))
-    scored = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / SCORES
-    np.savez_compressed(
-        target,
-        coalitions=np.array(job["coalitions"]),
-        loglik=loglik,
-        greedy=greedy,
-        weights_sha256=np.array(job["weights_sha256"]),
-        device=np.array(torch.cuda.get_device_name() if device.startswith("cuda") else device),
-        seconds=np.array([loaded - start, scored - loaded]),
-    )
-    return target
+    return model
 
 
 def _model_from_parts(folder: Path, parts: Sequence[str], dtype: torch.dtype, device: str) -> torch.nn.Module:
@@ -244,18 +280,24 @@ def import_scores(scorer: Scorer, scores: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="score an exported lsi job here (needs torch + transformers)"
+    parser = argparse.ArgumentParser(description="score exported lsi jobs here (needs torch + transformers)")
+    parser.add_argument("jobs", type=Path, nargs="+", help="the folders export_job wrote")
+    parser.add_argument(
+        "out", type=Path, help="where scores.npz goes; with several jobs, OUT/<job folder name>/scores.npz"
     )
-    parser.add_argument("job", type=Path, help="the folder export_job wrote")
-    parser.add_argument("out", type=Path, help="where scores.npz goes")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--batch-tokens", type=int, default=65536)
     parser.add_argument("--max-rows", type=int, default=256)
-    parser.add_argument("--gguf", type=Path, default=None, help="the job's GGUF file, if not in the job")
+    parser.add_argument(
+        "--gguf", type=Path, nargs="+", default=[], help="the jobs' GGUF files, if not in the jobs"
+    )
     args = parser.parse_args(argv)
-    path = run_job(args.job, args.out, args.device, args.batch_tokens, args.max_rows, args.gguf)
-    print(f"scores: {path} ({float(np.load(path)['seconds'][1]):.1f} s scoring)")
+    names = [job.resolve().name for job in args.jobs]
+    if len(set(names)) < len(names):
+        parser.error(f"job folders need distinct names, as each names its scores' folder: {names}")
+    outs = [args.out] if len(args.jobs) == 1 else [args.out / name for name in names]
+    for path in run_jobs(args.jobs, outs, args.device, args.batch_tokens, args.max_rows, args.gguf):
+        print(f"scores: {path} ({float(np.load(path)['seconds'][1]):.1f} s scoring)", flush=True)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lsi import remote
 from lsi.models import gguf_path
 from lsi.remote import PART_BYTES, _load_weights, _save_weights, export_job, import_scores, run_job
 from lsi.scoring import Scorer
@@ -77,6 +78,38 @@ def test_run_refuses_weights_that_differ_from_the_export(smollm, tmp_path: Path)
     with pytest.raises(ValueError, match="rebuilt weights differ"):
         run_job(path.parent, tmp_path / "out", "cpu", gguf=gguf_path(smollm.identity.name))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_jobs_of_one_model_share_its_load(smollm, tmp_path: Path, monkeypatch) -> None:
+    """Several jobs in one run rebuild a model once, and each gets the scores a run of its own gives."""
+    gguf = gguf_path(smollm.identity.name)
+    jobs = [
+        export_job(
+            Scorer(smollm, task, 2, "block", tmp_path / "store"),
+            ["1" * 30, "0" + "1" * 29],
+            tmp_path / task,
+            gguf=True,
+        ).parent
+        for task in ("arc_easy", "piqa")
+    ]
+    alone = run_job(jobs[1], tmp_path / "alone", "cpu", gguf=gguf)
+    loads = []
+    build = remote._checked_model
+    monkeypatch.setattr(
+        remote, "_checked_model", lambda folder, *rest: loads.append(folder) or build(folder, *rest)
+    )
+    remote.main([*map(str, jobs), str(tmp_path / "out"), "--device", "cpu", "--gguf", str(gguf)])
+    assert loads == [jobs[0]]
+    together = np.load(tmp_path / "out/piqa/scores.npz")
+    assert list(together["coalitions"]) == ["1" * 30, "0" + "1" * 29]
+    np.testing.assert_array_equal(together["loglik"], np.load(alone)["loglik"])
+    assert (tmp_path / "out/arc_easy/scores.npz").is_file()
+
+
+def test_jobs_need_distinct_folder_names(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        remote.main([str(tmp_path / "a/piqa"), str(tmp_path / "b/piqa"), str(tmp_path / "out")])
 
 
 def test_import_refuses_other_weights(smollm, tmp_path: Path) -> None:
