@@ -107,9 +107,10 @@ def test_jobs_of_one_model_share_its_load(smollm, tmp_path: Path, monkeypatch) -
     assert (tmp_path / "out/arc_easy/scores.npz").is_file()
 
 
-def test_jobs_need_distinct_folder_names(tmp_path: Path) -> None:
+def test_jobs_need_distinct_folder_names(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit):
         remote.main([str(tmp_path / "a/piqa"), str(tmp_path / "b/piqa"), str(tmp_path / "out")])
+    assert "distinct names" in capsys.readouterr().err
 
 
 def test_import_refuses_other_weights(smollm, tmp_path: Path) -> None:
