@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from lsi.allocator import retain_freed_memory
 from lsi.architectures import architecture, get_path
 from lsi.assets import cache_dir, embedded_gguf, embedded_models
 
@@ -129,6 +130,8 @@ def _hub_snapshot(repo_id: str) -> Path:
 def load_model(spec: str, dtype: str = "float32", device: str = "cpu") -> LoadedModel:
     """Load a CausalLM for scoring, in eval mode, with SDPA attention where the family allows it."""
     torch_dtype = parse_dtype(dtype)
+    if torch.device(device).type == "cpu":
+        retain_freed_memory()
     source, directory, gguf_file, title, pinned = _resolve(spec)
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype, **kwargs).to(device).eval()
