@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -22,8 +23,7 @@ import numpy as np
 
 
 def _minor_faults() -> int:
-    with open("/proc/self/stat") as stat:
-        return int(stat.read().rsplit(")", 1)[1].split()[7])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def child(args: argparse.Namespace) -> None:
