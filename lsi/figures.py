@@ -104,6 +104,24 @@ def shapley_bars(
     _player_axis(ax, players, most_ticks)
 
 
+def shapley_figure(
+    players: Sequence[str],
+    values: Sequence[float],
+    low: Sequence[float | None] | None,
+    high: Sequence[float | None] | None,
+    title: str,
+    ylabel: str,
+    width: float = style.PAGE_WIDTH,
+) -> plt.Figure:
+    """One estimate's Shapley values with their intervals, as a figure of its own."""
+    style.apply()
+    fig, ax = plt.subplots(figsize=(width, 2.2), constrained_layout=True)
+    shapley_bars(ax, players, values, low, high)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=7)
+    return fig
+
+
 def shapley_grid(estimates: pd.DataFrame, title: str) -> plt.Figure:
     """Shapley values per player: models in rows, tasks in columns (one estimate per cell).
 

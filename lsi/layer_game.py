@@ -3,45 +3,29 @@ model keeping exactly those players, read from the score store and scored only w
 
 With no scorer the game runs from the store alone (no model); a missing coalition is then an error
 that says which one. The value is the paper's metric (per document: correct or not), or a continuous
-one from the stored log-likelihoods, far less noisy on a small model.
+one, the gold log-likelihood margin (`lsi.margins`), far less noisy on a small model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lsi.choices import Value
 from lsi.game import DocumentGame, MissingCoalitionError, bit_strings
-from lsi.scoring import Scorer
+from lsi.margins import margins as margins  # re-exported: callers import it from here
+from lsi.margins import row_margins
 from lsi.store import ScoreStore
 
-VALUE_KINDS = ("score", "margin")
+if TYPE_CHECKING:  # the game reads stores without the model stack; a scorer comes from the caller
+    from lsi.scoring import Scorer
 
 
 def chance_level(meta: dict) -> float:
     """The score of guessing: 1 / number of choices, or the majority-class rate where that is higher."""
     return max(meta["chance"], meta["majority_rate"])
-
-
-def margins(meta: dict, loglik: np.ndarray) -> np.ndarray:
-    """Per document, the gold choice's log-likelihood minus the best other choice's.
-
-    Divided by the choice's character length where the task's metric is acc_norm, as lm-eval does;
-    positive exactly when the document is answered right.
-    """
-    normalise = meta["metric"] == "acc_norm"
-    out = np.empty(len(meta["documents"]))
-    at = 0
-    for i, doc in enumerate(meta["documents"]):
-        lls = np.asarray(loglik[at : at + doc["n_choices"]], dtype=float)
-        at += doc["n_choices"]
-        if normalise:
-            lls = lls / np.asarray(doc["choice_chars"], dtype=float)
-        gold = np.zeros(len(lls), dtype=bool)
-        gold[np.atleast_1d(doc["gold"])] = True
-        out[i] = lls[gold].max() - lls[~gold].max()
-    return out
 
 
 class LayerGame(DocumentGame):
@@ -53,8 +37,7 @@ class LayerGame(DocumentGame):
         value: str = "score",
         scorer: Scorer | Callable[[], Scorer] | None = None,
     ) -> None:
-        if value not in VALUE_KINDS:
-            raise ValueError(f"unknown value '{value}'; use one of: {', '.join(VALUE_KINDS)}")
+        value = Value.parse(value).value
         meta = store.meta
         chance = chance_level(meta) if value == "score" else None
         super().__init__(len(meta["players"]), meta["players"], chance)
@@ -66,7 +49,7 @@ class LayerGame(DocumentGame):
     @property
     def scorer(self) -> Scorer | None:
         """The scorer, created on first need (loading a model is slow and often unnecessary)."""
-        if callable(self._scorer) and not isinstance(self._scorer, Scorer):
+        if self._scorer is not None and not hasattr(self._scorer, "scores"):
             self._scorer = self._scorer()
         return self._scorer
 
@@ -85,6 +68,6 @@ class LayerGame(DocumentGame):
 
     def _document_values(self, row: dict) -> np.ndarray:
         if self.kind == "margin":
-            return margins(self.store.meta, row["loglik"])
+            return row_margins(self.store.meta, row)
         metric = self.store.meta["metric"]
         return np.asarray(row[f"doc_{metric}"], dtype=float)

@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM
 from transformers.cache_utils import Cache
 
 from lsi.architectures import Architecture, architecture, get_path, set_path
+from lsi.errors import UserError
 from lsi.players import Player
 
 _CACHE_KWARGS = ("cache", "past_key_values", "layer_past")
@@ -86,7 +87,7 @@ def removal_plan(removed: Iterable[Player], n_blocks: int) -> tuple[list[int], d
     per_block: dict[int, set[str]] = {}
     for p in removed:
         if not 0 <= p.block < n_blocks:
-            raise ValueError(f"player {p.name} is out of range: the model has blocks 0..{n_blocks - 1}")
+            raise UserError(f"player {p.name} is out of range: the model has blocks 0..{n_blocks - 1}")
         per_block.setdefault(p.block, set()).add(p.kind)
     dropped = {b for b, kinds in per_block.items() if "block" in kinds or len(kinds) == 2}
     kept = [b for b in range(n_blocks) if b not in dropped]

@@ -16,8 +16,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from lsi.allocator import retain_freed_memory
 from lsi.architectures import architecture, get_path
 from lsi.assets import cache_dir, embedded_gguf, embedded_models
+from lsi.choices import DType
+from lsi.errors import UserError
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {DType.FLOAT32: torch.float32, DType.BFLOAT16: torch.bfloat16, DType.FLOAT16: torch.float16}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 
 
@@ -46,20 +48,25 @@ class LoadedModel:
 
     def hflm(self, batch_size: int = 1):  # noqa: ANN201 - lm-eval's HFLM, imported lazily (slow import)
         """lm-eval's own wrapper around this very model: its tokenisation is the one lsi scores."""
-        from lm_eval.models.huggingface import HFLM
+        from lsi.lm_eval_adapter import hflm
 
-        return HFLM(
-            pretrained=self.model,
-            tokenizer=self.tokenizer,
-            batch_size=batch_size,
-            add_bos_token=self.add_bos_token,
-        )
+        return hflm(self.model, self.tokenizer, self.add_bos_token, batch_size)
+
+
+def _quiet_gguf_conversion() -> None:
+    """transformers draws a bar per GGUF conversion (plain tqdm, no switch); the CLI shows only its own."""
+    import functools
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_loading
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    if not isinstance(gguf_loading.tqdm, functools.partial):
+        gguf_loading.tqdm = functools.partial(gguf_loading.tqdm, disable=True)
 
 
 def parse_dtype(name: str) -> torch.dtype:
-    if name not in DTYPES:
-        raise ValueError(f"unknown dtype '{name}'; use one of: {', '.join(DTYPES)}")
-    return DTYPES[name]
+    return DTYPES[DType.parse(name)]
 
 
 def _sha256_files(paths: list[Path]) -> str:
@@ -99,12 +106,12 @@ def _resolve(spec: str) -> tuple[str, Path, str | None, str, str | None]:
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise ValueError(f"GGUF file '{spec}' does not exist; give the path of a .gguf file")
+            raise UserError(f"GGUF file '{spec}' does not exist; give the path of a .gguf file")
         return "gguf", path.parent, path.name, path.stem, None
     if path.is_dir():
         return "local", path, None, path.name, None
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
-        raise ValueError(
+        raise UserError(
             f"unknown model '{spec}': not an embedded name ({', '.join(embedded)}), not a .gguf file, "
             "not a local checkpoint directory, and not a hub id of the form org/name (see `lsi models`)"
         )
@@ -120,7 +127,7 @@ def _hub_snapshot(repo_id: str) -> Path:
             snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"])
         )
     except Exception as err:  # the hub client raises many types; all mean the same thing here
-        raise ValueError(
+        raise UserError(
             f"unknown model '{repo_id}': it is not embedded and the Hugging Face hub could not provide it "
             f"({type(err).__name__}); check the id and your connection, or pass a local path "
             "(see `lsi models`)"
@@ -134,6 +141,8 @@ def load_model(spec: str, dtype: str = "float32", device: str = "cpu") -> Loaded
         retain_freed_memory()
     source, directory, gguf_file, title, pinned = _resolve(spec)
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    if gguf_file and os.environ.get("LSI_QUIET_LOADING") == "1":
+        _quiet_gguf_conversion()
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype, **kwargs).to(device).eval()
     model.config.use_cache = False
     tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)

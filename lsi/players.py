@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
+from lsi.choices import Granularity
+from lsi.errors import UserError
 
-from lsi.architectures import architecture, get_path
-
-GRANULARITIES = ("block", "sublayer")
+if TYPE_CHECKING:  # the read side lists coalitions without torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,9 @@ class Player:
 
 def list_players(model: nn.Module, granularity: str) -> tuple[Player, ...]:
     """Players of a model in forward order (attn.0, mlp.0, attn.1, ... for sub-layers)."""
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"unknown granularity '{granularity}'; use one of: {', '.join(GRANULARITIES)}")
+    granularity = Granularity.parse(granularity).value
+    from lsi.architectures import architecture, get_path
+
     arch = architecture(model)
     n_blocks = len(get_path(model, arch.layers))
     if granularity == "block":
@@ -54,11 +56,11 @@ def parse_players(names: Iterable[str], players: tuple[Player, ...]) -> tuple[Pl
             kind = name.partition(".")[0]
             if (kind == "block") != (granularity == "block") and kind in ("block", "attn", "mlp", "moe"):
                 other = "block" if kind == "block" else "sublayer"
-                raise ValueError(
+                raise UserError(
                     f"player '{name}' belongs to granularity '{other}', not '{granularity}'; "
                     f"pass --granularity {other}"
                 )
-            raise ValueError(
+            raise UserError(
                 f"unknown player '{name}' for granularity '{granularity}'; players are "
                 f"{players[0].name} .. {players[-1].name} (see `lsi players`)"
             )
@@ -97,7 +99,7 @@ def window_coalitions(n_players: int, max_removed: int = 3) -> list[str]:
 def removed_players(coalition: str, players: tuple[Player, ...]) -> tuple[Player, ...]:
     """Players a coalition leaves out, validating its length and alphabet."""
     if len(coalition) != len(players) or set(coalition) - {"0", "1"}:
-        raise ValueError(
+        raise UserError(
             f"coalition '{coalition}' is not a bit string of length {len(players)} (one bit per player)"
         )
     return tuple(p for p, bit in zip(players, coalition, strict=True) if bit == "0")

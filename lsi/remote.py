@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from lsi.engine import Engine, TokenRequest, make_batches, score_requests
+from lsi.errors import UserError
 from lsi.players import list_players
 
 if TYPE_CHECKING:
@@ -46,9 +47,7 @@ def export_job(
 
     source = gguf_path(scorer.lm.identity.name) if gguf else None
     if gguf and source is None:
-        raise ValueError(
-            f"{scorer.lm.identity.name} was not loaded from a GGUF file: export weights in parts"
-        )
+        raise UserError(f"{scorer.lm.identity.name} was not loaded from a GGUF file: export weights in parts")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tokens = [np.asarray(r.context + r.continuation, dtype=np.int64) for r in scorer.requests]
@@ -173,7 +172,7 @@ def run_jobs(
             digest = job["state_sha256"]
         players = list_players(model, job["granularity"])
         if [p.name for p in players] != job["players"]:
-            raise ValueError(f"the rebuilt model's players differ from job {folder}'s")
+            raise UserError(f"the rebuilt model's players differ from job {folder}'s")
         data = np.load(folder / "requests.npz")
         ends = np.cumsum(data["lengths"])
         requests = [
@@ -222,7 +221,7 @@ def _checked_model(folder: Path, job: dict, device: str, gguf: Path | None) -> t
             if "gguf" in job
             else "a weight part is damaged or from another export: carry the job's parts again"
         )
-        raise ValueError(f"the rebuilt weights differ from the exported model's ({why})")
+        raise UserError(f"the rebuilt weights differ from the exported model's ({why})")
     return model
 
 
@@ -236,9 +235,7 @@ def _model_from_parts(folder: Path, parts: Sequence[str], dtype: torch.dtype, de
     model.tie_weights()
     untied = [k for k in missing if k not in _tied_names(model)]
     if untied or unexpected:
-        raise ValueError(
-            f"the job's weights do not fit its config: missing {untied}, unexpected {unexpected}"
-        )
+        raise UserError(f"the job's weights do not fit its config: missing {untied}, unexpected {unexpected}")
     return model.eval()
 
 
@@ -246,7 +243,7 @@ def _model_from_gguf(path: Path, dtype: torch.dtype, device: str) -> torch.nn.Mo
     from transformers import AutoModelForCausalLM
 
     if not path.is_file():
-        raise ValueError(f"the job's GGUF file {path} is missing: carry it and pass its path with --gguf")
+        raise UserError(f"the job's GGUF file {path} is missing: carry it and pass its path with --gguf")
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
     return model.to(device).eval()
 
@@ -268,9 +265,9 @@ def import_scores(scorer: Scorer, scores: Path) -> int:
     returns how many were new."""
     data = np.load(scores)
     if str(data["weights_sha256"]) != scorer.lm.identity.weights_sha256:
-        raise ValueError(f"{scores} was scored with other weights than {scorer.lm.identity.name}'s")
+        raise UserError(f"{scores} was scored with other weights than {scorer.lm.identity.name}'s")
     if data["loglik"].shape[1] != len(scorer.requests):
-        raise ValueError(
+        raise UserError(
             f"{scores} holds {data['loglik'].shape[1]} requests; this task slice has {len(scorer.requests)}"
         )
     seconds = float(data["seconds"][1]) / len(data["coalitions"])

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from lsi.estimators import Estimate
 from lsi.players import single_removals
-from lsi.scoring import versions
+from lsi.provenance import now, versions
 from lsi.store import ScoreStore
 
 
@@ -61,15 +60,20 @@ def estimate_index(results: Path) -> pd.DataFrame:
 
 def save_estimate(store: ScoreStore, estimate: Estimate, config: dict) -> tuple[Path, dict]:
     """Write an estimate with its configuration (model, task, value, `restricted_to`...) next to its
-    store; returns the file and the record written."""
+    store; returns the file and its record. A rerun that reproduces the file's estimate, configuration
+    and versions leaves the file (and its creation date) as it was, so rerunning a finished cell
+    changes no committed file."""
     subset = config.get("restricted_to")
     players = "all" if not subset else hashlib.sha1(",".join(estimate.players).encode()).hexdigest()[:8]
     record = estimate.to_dict() | config
     name = f"{estimate.estimator}-{config['value']}-b{estimate.budget}-s{estimate.seed}-{players}.json"
     path = store.path / "estimates" / name
     path.parent.mkdir(exist_ok=True)
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    record |= {"created": created, "versions": versions(), "store": str(store.path)}
+    record |= {"created": now(), "versions": versions(), "store": str(store.path)}
+    if path.exists():
+        before = json.loads(path.read_text())
+        if json.loads(json.dumps(record)) | {"created": before.get("created")} == before:
+            return path, before
     path.write_text(json.dumps(record, indent=1))
     return path, record
 

@@ -7,11 +7,8 @@ and a coalition already in the store is never scored again.
 
 from __future__ import annotations
 
-import importlib.metadata
-import platform
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -19,43 +16,19 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lsi.engine import Engine, TokenRequest, make_batches, score_requests
+from lsi.errors import UserError
+from lsi.lm_eval_adapter import encode_pairs
 from lsi.models import LoadedModel
 from lsi.players import Player, list_players
+from lsi.provenance import TIE_TOLERANCE, now, store_meta
 from lsi.store import FORMAT, ScoreStore, store_dir
 from lsi.tasks import Document, TaskSet, load_task
 
-# Two choices whose (normalised) log-likelihoods differ by less than this are a near tie: another
-# correct computation order may flip the prediction, so such documents are counted per coalition.
-TIE_TOLERANCE = 1e-4
-VERSIONED = ("lsi", "torch", "transformers", "lm_eval", "datasets", "numpy", "pandas", "shapiq")
-
 
 def encode_requests(hflm: object, docs: Sequence[Document]) -> list[TokenRequest]:
-    """lm-eval's own tokenisation of every request, as `HFLM.loglikelihood` does it."""
-    out = []
-    for doc in docs:
-        for context, continuation in doc.requests:
-            if context == "":
-                cont = hflm.tok_encode(continuation, add_special_tokens=False)
-                ctx, cont = (
-                    ([hflm.prefix_token_id], cont)
-                    if hflm.prefix_token_id != cont[0]
-                    else (cont[:1], cont[1:])
-                )
-            else:
-                ctx, cont = hflm._encode_pair(context, continuation)
-            out.append(TokenRequest(tuple(ctx), tuple(cont)))
-    return out
-
-
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in VERSIONED:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
+    """lm-eval's own tokenisation of every request of the documents, in order."""
+    pairs = [request for doc in docs for request in doc.requests]
+    return [TokenRequest(tuple(ctx), tuple(cont)) for ctx, cont in encode_pairs(hflm, pairs)]
 
 
 def near_tie(values: Sequence[float], tolerance: float = TIE_TOLERANCE) -> bool:
@@ -80,7 +53,7 @@ class Scorer:
         share_contexts: bool = True,
     ) -> None:
         if limit is not None and limit <= 0:
-            raise ValueError(f"limit must be a positive number of documents, got {limit}; omit it to use all")
+            raise UserError(f"limit must be a positive number of documents, got {limit}; omit it to use all")
         self.lm = lm
         self.task = load_task(task) if isinstance(task, str) else task
         self.limit = limit
@@ -100,49 +73,24 @@ class Scorer:
 
     def meta(self) -> dict:
         """Everything a result file must say about how it was made."""
-        task = self.task.describe()
-        return {
-            "format": FORMAT,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": self.lm.identity.as_dict(),
-            "weights_sha256": self.lm.identity.weights_sha256,
-            "dtype": self.lm.dtype,
-            "device": str(self.engine.device),
-            "add_bos_token": self.lm.add_bos_token,
-            "max_length": self.max_length,
-            "task": self.task.name,
-            "split": self.task.split,
-            "task_info": task,
-            "metric": self.task.metric,
-            "limit": self.limit,
-            "granularity": self.granularity,
-            "players": [p.name for p in self.players],
-            "lm_eval": task["lm_eval"],
-            "versions": versions(),
-            "n_docs": len(self.docs),
-            "chance": TaskSet.chance(self.docs),
-            # Over the whole split: on a small slice the most frequent gold index is mostly noise.
-            "majority_rate": TaskSet.majority_rate(self.task.documents(None)),
-            "majority_rate_evaluated": TaskSet.majority_rate(self.docs),
-            "documents": [
-                {
-                    "subtask": d.subtask,
-                    "doc_id": d.doc_id,
-                    "gold": d.gold,
-                    "n_choices": len(d.requests),
-                    "choice_chars": [len(c) for c in d.choices],  # acc_norm's divisors
-                }
-                for d in self.docs
-            ],
-            "tie_tolerance": TIE_TOLERANCE,
-        }
+        return store_meta(
+            self.lm,
+            self.task,
+            self.docs,
+            self.limit,
+            self.granularity,
+            self.players,
+            str(self.engine.device),
+            self.max_length,
+            FORMAT,
+        )
 
     def scores(self, coalitions: Iterable[str], progress: bool = True) -> pd.DataFrame:
         """Rows of the requested coalitions, scoring (and storing) those not stored yet."""
         wanted = list(dict.fromkeys(coalitions))
         for c in wanted:
             if len(c) != len(self.players) or set(c) - {"0", "1"}:
-                raise ValueError(f"coalition '{c}' is not a bit string of length {len(self.players)}")
+                raise UserError(f"coalition '{c}' is not a bit string of length {len(self.players)}")
         frame = self.store.frame()
         missing = sorted(set(wanted) - set(frame["coalition"]), reverse=True)  # shared prefixes adjacent
         if missing:
@@ -206,6 +154,6 @@ class Scorer:
             if metrics["acc_norm"] is not None
             else None,
             "seconds": seconds,
-            "scored_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "scored_at": now(),
         }
         return row

@@ -21,39 +21,18 @@ from pathlib import Path
 
 import yaml
 
-from lsi.store import store_dir
+from lsi.config import DEFAULTS, RunConfig
+from lsi.errors import UserError
+from lsi.notebook_outputs import strip_images
 
-# The notebook's parameters, exactly, with their defaults (None: must come from the grid).
-PARAMETERS: dict[str, object] = {
-    "model": None,
-    "task": None,
-    "granularity": "sublayer",
-    "estimator": "window",
-    "budget": None,
-    "max_removed": 3,
-    "limit": None,
-    "device": "cpu",
-    "dtype": "bfloat16",
-    "batch_size": 64,
-    "results_dir": "results",
-    "seed": 0,
-    "value": "score",
-    "bootstrap": 200,
-    "removal_curves": False,
-}
+# The cell notebook's parameters with their defaults: the fields of the run configuration.
+PARAMETERS: dict[str, object] = DEFAULTS.parameters()
 NOTEBOOK = "notebooks/01_layer_importance.ipynb"
 FIGURES_NOTEBOOK = "notebooks/02_paper_figures.ipynb"
 FIGURES_DIR = "figures"
 TOP_KEYS = ("notebook", "figures_notebook", "figures_dir", "models", "tasks", "defaults", "settings")
 DEFAULT_KEYS = tuple(k for k in PARAMETERS if k not in ("model", "task"))
 SETTING_KEYS = (*DEFAULT_KEYS, "models", "tasks")
-CHOICES = {
-    "granularity": ("block", "sublayer"),
-    "dtype": ("float32", "bfloat16", "float16"),
-    "value": ("score", "margin"),
-}
-# Integer parameters and their least allowed value; None is allowed where the default is None.
-INTEGERS = {"budget": 1, "max_removed": 1, "limit": 1, "batch_size": 1, "seed": 0, "bootstrap": 0}
 # ipykernel warns on stderr at every start about TCP without encryption (local kernels); keep errors only.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
@@ -159,19 +138,19 @@ def load_grid(path: Path) -> Study:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from err
+        raise UserError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from err
     if not isinstance(data, dict):
-        raise ValueError(f"{path} must be a mapping with keys: {', '.join(TOP_KEYS)}")
+        raise UserError(f"{path} must be a mapping with keys: {', '.join(TOP_KEYS)}")
     _check_keys(path, "the grid", data, TOP_KEYS)
     models = _names(path, data, "models")
     tasks = _names(path, data, "tasks")
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
-        raise ValueError(f"{path}: defaults must be a mapping")
+        raise UserError(f"{path}: defaults must be a mapping")
     _check_keys(path, "defaults", defaults, DEFAULT_KEYS)
     settings = data.get("settings") or [{}]
     if not isinstance(settings, list) or not all(isinstance(s, dict) for s in settings):
-        raise ValueError(f"{path}: settings must be a list of mappings")
+        raise UserError(f"{path}: settings must be a list of mappings")
     root = project_root(path)
     notebook = root / data.get("notebook", NOTEBOOK)
     cells: list[Cell] = []
@@ -186,8 +165,8 @@ def load_grid(path: Path) -> Study:
                     continue
                 given = {k: v for k, v in (defaults | setting).items() if k not in ("models", "tasks")}
                 parameters = PARAMETERS | given | {"model": model, "task": task}
-                _check_values(path, where, parameters)
-                cells.append(Cell(parameters, _output(root, notebook, parameters)))
+                config = _check_values(path, where, parameters)
+                cells.append(Cell(parameters, _output(root, notebook, config)))
     _check_distinct(path, cells)
     return Study(
         path=path,
@@ -206,7 +185,7 @@ def _restriction(path: Path, setting: dict, key: str, grid: list[str], where: st
     only = _names(path, setting, key, where)
     unknown = [name for name in only if name not in grid]
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"{path}: {where} restricts to {key} not in the grid: {', '.join(unknown)} "
             f"(the grid's {key}: {', '.join(grid)})"
         )
@@ -216,7 +195,7 @@ def _restriction(path: Path, setting: dict, key: str, grid: list[str], where: st
 def _check_keys(path: Path, where: str, mapping: dict, allowed: tuple[str, ...]) -> None:
     unknown = [str(k) for k in mapping if k not in allowed]
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"{path}: unknown key {', '.join(repr(k) for k in unknown)} in {where}; "
             f"allowed: {', '.join(allowed)}"
         )
@@ -225,44 +204,22 @@ def _check_keys(path: Path, where: str, mapping: dict, allowed: tuple[str, ...])
 def _names(path: Path, mapping: dict, key: str, where: str = "the grid") -> list[str]:
     names = mapping.get(key)
     if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
-        raise ValueError(f"{path}: {key} in {where} must be a non-empty list of names")
+        raise UserError(f"{path}: {key} in {where} must be a non-empty list of names")
     return names
 
 
-def _check_values(path: Path, where: str, p: dict[str, object]) -> None:
+def _check_values(path: Path, where: str, p: dict[str, object]) -> RunConfig:
     """Catch a typo before a long grid starts, not in its tenth hour."""
-    for key, choices in CHOICES.items():
-        if p[key] not in choices:
-            raise ValueError(f"{path}: {where}: {key} must be one of {', '.join(choices)}, got {p[key]!r}")
-    for key, least in INTEGERS.items():
-        value = p[key]
-        if value is None and PARAMETERS[key] is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ValueError(f"{path}: {where}: {key} must be an integer >= {least}, got {value!r}")
-    if not isinstance(p["removal_curves"], bool):
-        raise ValueError(
-            f"{path}: {where}: removal_curves must be true or false, got {p['removal_curves']!r}"
-        )
-    for key in ("estimator", "device", "results_dir"):
-        if not isinstance(p[key], str) or not p[key]:
-            raise ValueError(f"{path}: {where}: {key} must be a non-empty string, got {p[key]!r}")
-    from lsi.estimators import get_estimator
-
-    get_estimator(str(p["estimator"]))
+    try:
+        return RunConfig.from_mapping(p)
+    except UserError as err:
+        raise UserError(f"{path}: {where}: {err}") from None
 
 
-def _output(root: Path, notebook: Path, p: dict[str, object]) -> Path:
+def _output(root: Path, notebook: Path, config: RunConfig) -> Path:
     """The executed notebook lies in the score store it fed, named after the estimate it made."""
-    store = store_dir(
-        root / str(p["results_dir"]),
-        str(p["model"]),
-        str(p["task"]),
-        str(p["granularity"]),
-        str(p["dtype"]),
-        p["limit"],  # type: ignore[arg-type]
-    )
-    name = f"{notebook.stem}-{p['estimator']}-{p['value']}-b{p['budget']}-s{p['seed']}.ipynb"
+    store = root / config.store_path()
+    name = f"{notebook.stem}-{config.estimator}-{config.value.value}-b{config.budget}-s{config.seed}.ipynb"
     return store / name
 
 
@@ -272,7 +229,7 @@ def _check_distinct(path: Path, cells: list[Cell]) -> None:
         other = seen.setdefault(cell.output, cell)
         if other is not cell:
             differ = [k for k in PARAMETERS if other.parameters[k] != cell.parameters[k]]
-            raise ValueError(
+            raise UserError(
                 f"{path}: two settings make the same cell {cell.label} (they differ only in "
                 f"{', '.join(differ) or 'nothing'}); its notebook and estimate can hold one: "
                 "give one of them another results_dir"
@@ -368,7 +325,7 @@ def _source(notebook: Path, scratch: Path) -> Path:
     script = notebook.with_suffix(".py")
     if not script.exists():
         if not notebook.exists():
-            raise FileNotFoundError(f"no notebook {notebook} (nor its jupytext source {script.name})")
+            raise UserError(f"no notebook {notebook} (nor its jupytext source {script.name})")
         return notebook
     import jupytext
     import nbformat
@@ -401,6 +358,7 @@ def _execute(label: str, source: Path, output: Path, parameters: dict[str, objec
     except Exception as err:  # a kernel that died or never started, an unreadable notebook, ...
         message = _one_line(f"{type(err).__name__}: {err}")
         return Outcome(label, output, "failed", time.perf_counter() - start, message)
+    strip_images(output)  # the figures notebook writes every figure to figures_dir; records stay small
     return Outcome(label, output, "ran", time.perf_counter() - start)
 
 

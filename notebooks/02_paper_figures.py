@@ -53,18 +53,12 @@ from lsi.analysis import (
     estimator_summary,
     limit_agreement,
 )
+from lsi.report import CONFIGURATION, cornerstone_statistics, dense_vs_moe, shapley_grids, task_order
 from lsi.results import estimate_index, store_index, write_table
 from lsi.store import ScoreStore
 
 results, out = Path(results_dir), Path(figures_dir)
-PAPER_TASKS = ["boolq", "arc_easy", "arc_challenge", "piqa", "winogrande", "openbookqa"]
 written: list[Path] = []
-
-
-def task_order(tasks: pd.Series) -> list[str]:
-    """The paper's task order first, then any others alphabetically."""
-    present = set(tasks)
-    return [t for t in PAPER_TASKS if t in present] + sorted(present - set(PAPER_TASKS))
 
 
 def show_and_save(fig: plt.Figure, stem: str) -> None:
@@ -72,7 +66,10 @@ def show_and_save(fig: plt.Figure, stem: str) -> None:
     written.extend(style.save(fig, out, stem))
 
 
-def show_table(frame: pd.DataFrame, stem: str) -> None:
+def show_table(frame: pd.DataFrame, stem: str, if_empty: str = "nothing to show") -> None:
+    if frame.empty:
+        print(if_empty)
+        return
     display(Markdown(frame.to_markdown(index=False, floatfmt=".3g")))
     written.extend(write_table(frame, out, stem))
 
@@ -81,7 +78,6 @@ stores = store_index(results)
 estimates = estimate_index(results)
 if stores.empty:
     raise SystemExit(f"no score stores under {results}: run a study first (notebook 01 or `lsi study`)")
-config = ["model", "granularity", "dtype", "limit"]
 display(stores.drop(columns=["path", "title"]))
 
 # %% [markdown]
@@ -90,7 +86,7 @@ display(stores.drop(columns=["path", "title"]))
 # %%
 ablated = stores[stores["has_ablation"]]
 ablations = {path: ablation_table(ScoreStore.open(path), resamples) for path in ablated["path"]}
-for (model, granularity, dtype, limit), group in ablated.groupby(config, dropna=False, sort=False):
+for (model, granularity, dtype, limit), group in ablated.groupby(CONFIGURATION, dropna=False, sort=False):
     by_task = group.set_index("task")
     tables = {task: cornerstones(ablations[by_task.loc[task, "path"]]) for task in task_order(group["task"])}
     title = f"Single-player ablation: {group['title'].iloc[0]} | {granularity} | {dtype} | limit {limit}"
@@ -104,7 +100,6 @@ for (model, granularity, dtype, limit), group in ablated.groupby(config, dropna=
 
 # %%
 report = cornerstone_report(stores, estimates, estimator=shapley_estimator, ablations=ablations)
-noise = report.set_index([*config, "task"])["above_chance"]
 
 # %% [markdown]
 # ## 2. Shapley values: models x tasks
@@ -114,22 +109,8 @@ noise = report.set_index([*config, "task"])["above_chance"]
 # %%
 if estimates.empty:
     print("no Shapley estimates yet")
-else:
-    full_game = estimates[estimates["restricted_to"].isna()].sort_values("created")
-    keys = ["granularity", "dtype", "limit", "estimator", "value"]
-    for (granularity, dtype, limit, estimator, value), group in full_game.groupby(keys, dropna=False):
-        latest = group.drop_duplicates(["model", "task"], keep="last")
-        latest = latest.set_index("task").loc[task_order(latest["task"])].reset_index()
-        keys = latest[[*config, "task"]].itertuples(index=False, name=None)
-        latest["above_chance"] = [bool(noise.get(k, True)) for k in keys]
-        latest["metric"] = [ScoreStore.open(path).meta["metric"] for path in latest["store"]]
-        budget = ", ".join(sorted({str(b) for b in latest["evaluations"]}))
-        title = (
-            f"Shapley values ({estimator}, {budget} coalitions; value: {value}) | {granularity} | "
-            f"{dtype} | limit {limit}"
-        )
-        stem = f"shapley-{granularity}-{dtype}-limit{limit}-{estimator}-{value}"
-        show_and_save(figures.shapley_grid(latest, title), stem)
+for title, stem, latest in shapley_grids(estimates, report):
+    show_and_save(figures.shapley_grid(latest, title), stem)
 
 # %% [markdown]
 # ## 3. Cornerstone statistics
@@ -142,13 +123,7 @@ else:
 print("rule:", report.attrs["rule"])
 report["cornerstones"] = report["cornerstones"].map(", ".join)
 show_table(report, "cornerstones")
-numeric = ["full", "chance", "max_drop", "mean_drop_cornerstone", "mean_drop_other"]
-numeric += [c for c in ("positive_mass_share_cornerstone", "positive_mass_share_other") if c in report]
-counts = report.groupby(config, dropna=False).agg(
-    tasks=("task", "count"), tasks_above_chance=("above_chance", "sum")
-)
-clear = report[report["above_chance"]].groupby(config, dropna=False)[numeric].mean()
-show_table(counts.join(clear).reset_index(), "cornerstone-statistics")
+show_table(cornerstone_statistics(report), "cornerstone-statistics")
 
 # %% [markdown]
 # ## 4. Estimators against exact values
@@ -167,11 +142,7 @@ for csv in sorted((results / "estimator_benchmark").glob("*.csv")):
 # with several seeds at the same budget.
 
 # %%
-agreement = estimate_agreement(estimates)
-if agreement.empty:
-    print("no store has two estimates yet")
-else:
-    show_table(agreement, "estimate-agreement")
+show_table(estimate_agreement(estimates), "estimate-agreement", "no store has two estimates yet")
 
 # %% [markdown]
 # ## 5. Dense versus mixture-of-experts
@@ -179,11 +150,7 @@ else:
 # results in the same configuration.
 
 # %%
-if report.empty or report["moe"].nunique() < 2:
-    print("no MoE model has results yet: nothing to compare")
-else:
-    compare = report.groupby([*config, "moe"])[["max_drop", "mean_drop_cornerstone"]].mean().reset_index()
-    show_table(compare, "dense-vs-moe")
+show_table(dense_vs_moe(report), "dense-vs-moe", "no MoE model has results yet: nothing to compare")
 
 # %% [markdown]
 # ## 6. How many players can go: cumulative removal
@@ -208,11 +175,7 @@ for csv in sorted(results.glob("scores/*/*/*/removal/*.csv")):
 # documents whose correctness flips per shared coalition.
 
 # %%
-agreement = dtype_agreement(stores)
-if agreement.empty:
-    print("no configuration has both a float32 and another dtype's store yet")
-else:
-    show_table(agreement, "dtype-agreement")
+show_table(dtype_agreement(stores), "dtype-agreement", "no configuration has a float32 twin of a store yet")
 
 # %% [markdown]
 # ## 8. A later stage against an earlier one
@@ -221,11 +184,7 @@ else:
 # near ties.
 
 # %%
-stages = limit_agreement(stores)
-if stages.empty:
-    print("no configuration has stores at two limits yet")
-else:
-    show_table(stages, "limit-agreement")
+show_table(limit_agreement(stores), "limit-agreement", "no configuration has stores at two limits yet")
 
 # %%
 print(f"{len(written)} files written to {out}:")

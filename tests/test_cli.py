@@ -11,6 +11,9 @@ import pytest
 from lsi.cli import main
 
 pytestmark = pytest.mark.slow
+# The stores these tests build: whole blocks in float32 (the configuration's defaults are the paper's
+# sub-layers in bfloat16).
+BLOCK_FLOAT32 = ("--granularity", "block", "--dtype", "float32")
 
 
 def _run(capsys, *argv):
@@ -31,7 +34,7 @@ def test_players(capsys):
 
 
 def test_score_ablate_and_scores_share_one_store(capsys, tmp_path):
-    common = ["--task", "arc_easy", "--limit", "4", "--results", str(tmp_path)]
+    common = ["--task", "arc_easy", "--limit", "4", *BLOCK_FLOAT32, "--results", str(tmp_path)]
     code, out, _ = _run(capsys, "score", *common, "--drop", "block.0,block.2", "--json")
     scored = json.loads(out)
     assert code == 0
@@ -97,9 +100,15 @@ def test_models_and_tasks_list_offline_assets(capsys):
     [
         (["score", "--model", "no-such-model", "--task", "arc_easy"], "unknown model 'no-such-model'"),
         (["score", "--task", "arc_eazy"], "unknown task 'arc_eazy'"),
-        (["score", "--task", "arc_easy", "--limit", "0"], "--limit must be a positive"),
-        (["score", "--task", "arc_easy", "--limit", "2", "--drop", "attn.3"], "pass --granularity sublayer"),
-        (["score", "--task", "arc_easy", "--limit", "2", "--drop", "block.30"], "unknown player 'block.30'"),
+        (["score", "--task", "arc_easy", "--limit", "0"], "limit must be an integer >= 1"),
+        (
+            ["score", "--task", "arc_easy", "--limit", "2", *BLOCK_FLOAT32, "--drop", "attn.3"],
+            "pass --granularity sublayer",
+        ),
+        (
+            ["score", "--task", "arc_easy", "--limit", "2", *BLOCK_FLOAT32, "--drop", "block.30"],
+            "unknown player 'block.30'",
+        ),
         (["scores", "--task", "arc_easy", "--results", "/nonexistent"], "no score store"),
         (["shapley", "--task", "arc_easy", "--estimator", "nope"], "unknown estimator 'nope'"),
         (
@@ -122,7 +131,7 @@ def test_export_job_plans_the_estimators_coalitions(capsys, tmp_path):
     from lsi.estimators import planned_coalitions
     from lsi.players import window_coalitions
 
-    common = ["--task", "arc_easy", "--limit", "2", "--results", str(tmp_path)]
+    common = ["--task", "arc_easy", "--limit", "2", *BLOCK_FLOAT32, "--results", str(tmp_path)]
     assert _run(capsys, "score", *common)[0] == 0  # the full model is stored: not exported again
     code, out, _ = _run(
         capsys, "export-job", *common, "--out", str(tmp_path / "job"), "--estimator", "window", "kernelshap"
@@ -136,7 +145,7 @@ def test_export_job_plans_the_estimators_coalitions(capsys, tmp_path):
 
 
 def test_foreign_store_is_refused(capsys, tmp_path):
-    common = ["--task", "arc_easy", "--limit", "2", "--results", str(tmp_path)]
+    common = ["--task", "arc_easy", "--limit", "2", *BLOCK_FLOAT32, "--results", str(tmp_path)]
     assert _run(capsys, "score", *common)[0] == 0
     meta_file = next(tmp_path.rglob("meta.json"))
     meta = json.loads(meta_file.read_text())

@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import shapiq
+import shapiq.approximator
 
-from lsi.estimators import ESTIMATORS, NOT_IN_SHAPIQ, estimate, planned_coalitions, resolve_budget
+from lsi.estimators import (
+    ESTIMATORS,
+    NOT_IN_SHAPIQ,
+    Estimate,
+    estimate,
+    estimator_options,
+    planned_coalitions,
+    resolve_budget,
+)
 from lsi.estimators.base import Ledger
 from lsi.estimators.shapiq_adapter import LedgerGame
 from lsi.estimators.window import window_cost
-from lsi.game import (
+from lsi.game import Game, MissingCoalitionError, TableGame, all_coalitions
+from lsi.players import window_coalitions
+from lsi.synthetic_games import (
     AdditiveGame,
     BernoulliDocumentGame,
     CornerstoneGame,
-    Game,
-    MissingCoalitionError,
     PairwiseGame,
-    TableGame,
     UnanimityGame,
-    all_coalitions,
 )
-from lsi.players import window_coalitions
 
 SAMPLING = [name for name, spec in ESTIMATORS.items() if not spec.deterministic and name != "truncated"]
 # shapiq's sampler enumerates every coalition at budget 2^n, so these become exact there.
@@ -214,11 +221,21 @@ def test_shapiq_sees_raw_values():
     assert LedgerGame(Ledger(game))(rows).tolist() == [0.5, 3.5]
 
 
+def _pinned(package: str) -> str:
+    """The version pyproject.toml pins for a package (the one the project is tested with)."""
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    (pin,) = [d for d in pyproject["project"]["dependencies"] if d.startswith(f"{package}==")]
+    return pin.partition("==")[2]
+
+
 def test_shapiq_adapter_reports_its_version_and_what_shapiq_lacks():
     result = estimate(pairwise_game(), "kernelshap", budget=30)
-    assert result.info["shapiq"] == importlib.metadata.version("shapiq") == "1.4.1"  # the pinned one
+    assert result.info["shapiq"] == importlib.metadata.version("shapiq") == _pinned("shapiq")
     assert result.info["not_in_shapiq"] == list(NOT_IN_SHAPIQ)
-    assert set(NOT_IN_SHAPIQ) == {"RegressionMSR", "LeverageSHAP"}
+    # What the adapter reports missing is what the installed shapiq lacks, and nothing it has.
+    assert NOT_IN_SHAPIQ and not any(hasattr(shapiq.approximator, name) for name in NOT_IN_SHAPIQ)
     assert result.info["options"] == {"pairing_trick": True}
 
 
@@ -395,7 +412,7 @@ def test_window_coalitions_are_what_the_window_estimator_requests(n_lim: int) ->
 
     game = AdditiveGame(np.arange(7.0))
     ledger = Ledger(game)
-    ESTIMATORS["window"].run(ledger, n_lim=n_lim)
+    ESTIMATORS["window"].run(ledger, None, 0, n_lim=n_lim)
     assert sorted(key.decode() for key in ledger.keys) == sorted(window_coalitions(7, n_lim))
 
 
@@ -425,3 +442,68 @@ def test_resolve_budget_gives_sampling_estimators_the_window_cost() -> None:
     assert resolve_budget("kernelshap", None, 60, 3) == window_cost(60, 3) == 178
     assert resolve_budget("kernelshap", 90, 60, 3) == 90
     assert resolve_budget("window", None, 60, 3) is None
+
+
+# ---------------------------------------------------------------- one interface, saved estimates
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_every_estimator_runs_through_one_call(name):
+    """`run(ledger, budget, seed, **options)` for all, window and exact included; a deterministic
+    estimator's budget may be None, a sampling one's is required."""
+    spec = ESTIMATORS[name]
+    game = CornerstoneGame(n_players=6, chance=0.25)
+    budget = None if spec.deterministic else max(spec.min_budget(6, {}), 40)
+    run = spec.run(Ledger(game, budget), budget, 0)
+    assert run.values.shape == (6,)
+
+
+def test_estimator_options_come_from_the_configuration():
+    from lsi.config import DEFAULTS
+
+    assert estimator_options("window", DEFAULTS.replace(max_removed=2).parameters()) == {"n_lim": 2}
+    assert estimator_options("kernelshap", DEFAULTS.parameters()) == {}
+
+
+def test_committed_estimates_load_back_unchanged():
+    files = sorted(
+        (Path(__file__).resolve().parent.parent / "results" / "scores").glob("*/*/*/estimates/*.json")
+    )
+    assert files
+    for path in files:
+        record = json.loads(path.read_text())
+        loaded = Estimate.load(path)
+        assert loaded.to_dict() == {key: record[key] for key in loaded.to_dict()}
+
+
+def test_a_saved_estimate_loads_back(tmp_path):
+    from lsi.results import save_estimate
+    from lsi.store import ScoreStore
+
+    result = estimate(pairwise_game(), "kernelshap", budget=30, bootstrap=0)
+    store = ScoreStore(tmp_path, {})
+    path, _ = save_estimate(store, result, {"value": "score", "restricted_to": None})
+    loaded = Estimate.load(path)
+    np.testing.assert_array_equal(loaded.values, result.values)
+    assert np.isnan(loaded.ci_low).all() and loaded.players == result.players and loaded.info == result.info
+    # Saving the same estimate again leaves the file as it was (a rerun changes no committed file).
+    written = path.read_bytes()
+    path.write_bytes(written.replace(b'"created": "', b'"created": "1999'))
+    assert save_estimate(store, result, {"value": "score", "restricted_to": None})[1]["created"].startswith(
+        "1999"
+    )
+    other = estimate(pairwise_game(), "kernelshap", budget=30, seed=1, bootstrap=0)
+    other.seed = 0  # same file name, other values: replaced
+    assert save_estimate(store, other, {"value": "score", "restricted_to": None})[1]["values"] == list(
+        other.values
+    )
+
+
+def test_agreement_is_defined_once():
+    from lsi.estimators.agreement import cornerstones_recovered, top_k, top_k_precision
+
+    assert top_k([0.1, 0.3, 0.3, 0.2], 2) == {1, 2}  # ties broken by player order
+    assert top_k_precision([0.0, 0.9, 0.8, 0.1], [0.5, 0.5, 0.5, 0.0], 2) == 1.0  # reference ties count
+    assert top_k_precision([0.9, 0.0, 0.0, 0.8], [1.0, 0.9, 0.8, 0.0], 2) == 0.5
+    assert cornerstones_recovered([0.9, 0.1, 0.8], {0, 2}) is True
+    assert cornerstones_recovered([0.9, 0.1, 0.8], set()) is None

@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_stores import store_meta
 
 from lsi.analysis import (
     CornerstoneRule,
     ablation_table,
     cornerstones,
-    cumulative_removal,
     paired_drop_pvalue,
     removal_orders,
     summary_statistics,
@@ -21,6 +21,7 @@ from lsi.analysis import (
 from lsi.estimators import estimate
 from lsi.game import MissingCoalitionError, all_coalitions, bit_strings, shapley_from_table
 from lsi.layer_game import LayerGame, margins
+from lsi.removal import cumulative_removal
 from lsi.scoring import Scorer
 from lsi.store import ScoreStore
 
@@ -45,21 +46,8 @@ def store(tmp_path):
     the time at random), the others each cost a few documents."""
     rng = np.random.default_rng(0)
     golds = rng.integers(0, 2, N_DOCS)
-    meta = {
-        "format": 1,
-        "weights_sha256": "x",
-        "dtype": "float32",
-        "task": "piqa",
-        "split": "validation",
-        "limit": N_DOCS,
-        "granularity": "block",
-        "players": [f"block.{i}" for i in range(N_PLAYERS)],
-        "lm_eval": "0.4.13",
-        "metric": "acc_norm",
-        "chance": 0.5,
-        "majority_rate": 0.5,
-        "documents": [{"gold": int(g), "n_choices": 2, "choice_chars": [10, 20]} for g in golds],
-    }
+    documents = [{"gold": int(g), "n_choices": 2, "choice_chars": [10, 20]} for g in golds]
+    meta = store_meta(N_PLAYERS, documents)
     s = ScoreStore.open(tmp_path / "store", meta)
     base = rng.random(N_DOCS) < 0.9
     rows = []

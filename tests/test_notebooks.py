@@ -12,6 +12,7 @@ import pandas as pd
 import papermill
 import pytest
 from scipy.stats import spearmanr
+from test_read_side import blocked_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
@@ -45,8 +46,11 @@ def _png_and_pdf(folder: Path, stem: str) -> None:
         assert path.exists() and path.stat().st_size > 1000, f"{path} missing or empty"
 
 
-def _paper_figures(results: Path, tmp_path: Path, resamples: int) -> Path:
-    """Run 02_paper_figures on a results folder; returns the folder it wrote to."""
+def _paper_figures(results: Path, tmp_path: Path, resamples: int, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run 02_paper_figures on a results folder, in a kernel that cannot import torch, transformers or
+    lm-eval (it "needs no model"); returns the folder it wrote to."""
+    for name, value in blocked_environment(tmp_path / "blocker").items():
+        monkeypatch.setenv(name, value)
     out = tmp_path / "figures"
     papermill.execute_notebook(
         str(ROOT / "notebooks/02_paper_figures.ipynb"),
@@ -57,8 +61,9 @@ def _paper_figures(results: Path, tmp_path: Path, resamples: int) -> Path:
     return out
 
 
-def test_paper_figures_from_committed_results(tmp_path: Path) -> None:
-    out = _paper_figures(RESULTS, tmp_path, resamples=200)
+@pytest.mark.slow
+def test_paper_figures_from_committed_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = _paper_figures(RESULTS, tmp_path, resamples=200, monkeypatch=monkeypatch)
     report = pd.read_csv(out / "cornerstones.csv")
     assert len(report) > 0
     for row in report.itertuples():
@@ -104,7 +109,12 @@ def test_quickstart_runs(tmp_path: Path) -> None:
     papermill.execute_notebook(
         str(ROOT / "notebooks/00_quickstart.ipynb"),
         str(tmp_path / "00.ipynb"),
-        parameters={"results_dir": str(tmp_path / "results"), "figures_dir": str(out), "limit": 20},
+        parameters={
+            "results_dir": str(tmp_path / "results"),
+            "figures_dir": str(out),
+            "task": "arc_easy",
+            "limit": 20,
+        },
         **KERNEL,
     )
     _png_and_pdf(out, "quickstart-ablation-smollm2-135m-arc_easy")
@@ -116,7 +126,8 @@ def test_quickstart_runs(tmp_path: Path) -> None:
     assert pd.read_parquet(stores[0])["coalition"].nunique() == 88 + 1
 
 
-def test_optional_sections(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_optional_sections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The sections drawn only when their results exist: dense vs MoE, and removal curves.
 
     No MoE model is available offline, so the MoE store is a relabelled copy of a committed one
@@ -143,8 +154,32 @@ def test_optional_sections(tmp_path: Path) -> None:
         "random": curve.assign(score=[0.4, 0.3, 0.2]),
     }
     save_removal_curves(ScoreStore.open(moe), curves, "window", "score")
-    out = _paper_figures(results, tmp_path, resamples=50)
+    out = _paper_figures(results, tmp_path, resamples=50, monkeypatch=monkeypatch)
     _png_and_pdf(out, f"removal-relabelled-moe-arc_easy-{source.name}-window-score")
     table = pd.read_csv(out / "dense-vs-moe.csv")
     assert sorted(table["moe"]) == [False, True]
     assert table["max_drop"].nunique() == 1  # the same scores under two labels
+
+
+@pytest.mark.slow
+def test_layer_importance_notebook_runs_the_cell_that_lsi_run_runs(tmp_path: Path, capsys) -> None:
+    """Notebook 01 and `lsi run` call one function: the same configuration gives the same estimate,
+    and the second run finds every coalition in the store (no model loaded)."""
+    from lsi.cli import main
+
+    results = tmp_path / "results"
+    setting = {"task": "arc_easy", "limit": 4, "granularity": "block", "max_removed": 1, "bootstrap": 20}
+    papermill.execute_notebook(
+        str(ROOT / "notebooks/01_layer_importance.ipynb"),
+        str(tmp_path / "01.ipynb"),
+        parameters=setting | {"results_dir": str(results)},
+        **KERNEL,
+    )
+    saved = json.loads(next(results.rglob("estimates/window-score-*.json")).read_text())
+    argv = [f"--{key.replace('_', '-')}={value}" for key, value in setting.items()]
+    assert main(["run", *argv, "--results", str(results), "--json"]) == 0
+    cell = json.loads(capsys.readouterr().out)
+    assert cell["model_loaded"] is False
+    assert cell["estimate"]["values"] == saved["values"] and cell["estimate"]["evaluations"] == 1 + 30
+    assert cell["config"]["granularity"] == "block" and cell["store"].startswith(str(results))
+    assert {"full", "chance", "above_chance", "ablation", "cornerstones", "files"} <= set(cell)

@@ -170,6 +170,7 @@ def test_dry_run_runs_nothing(project, capsys):
     assert not (project / "res").exists() and not (project / "figs").exists()
 
 
+@pytest.mark.slow  # runs notebooks with papermill
 def test_failures_do_not_stop_the_grid_and_a_rerun_resumes(project, capsys):
     path = _grid(project, models=["m"], tasks=["t1", "bad", "t2"])
     study = load_grid(path)
@@ -205,6 +206,7 @@ def test_failures_do_not_stop_the_grid_and_a_rerun_resumes(project, capsys):
     assert all(is_done(c) for c in study.cells)
 
 
+@pytest.mark.slow  # runs notebooks with papermill
 def test_changed_parameters_or_force_rerun_a_done_cell(project):
     path = _grid(project, models=["m"], tasks=["t1"])
     assert run_grid(path, figures=False, progress=False).exit_code == 0
@@ -216,6 +218,7 @@ def test_changed_parameters_or_force_rerun_a_done_cell(project):
     assert [o.status for o in forced.cells] == ["ran"] and len(_runs(project)) == 2
 
 
+@pytest.mark.slow  # runs notebooks with papermill
 def test_parameter_added_later_at_its_default_keeps_cells_done(project):
     """A run made before a parameter existed counts as done when the grid asks for its default."""
     path = _grid(project, models=["m"], tasks=["t1"])

@@ -9,9 +9,12 @@ needs v(empty)) get them from the game outside their budget, counted in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
-from lsi.estimators.base import Estimate, Estimator, Ledger, Run
+from lsi.errors import UserError
+from lsi.estimators.base import Estimate, Estimator, Ledger
 from lsi.estimators.bootstrap import document_intervals
 from lsi.estimators.exact import EXACT
 from lsi.estimators.permutation import PERMUTATION
@@ -19,7 +22,8 @@ from lsi.estimators.shapiq_adapter import MISSING as NOT_IN_SHAPIQ
 from lsi.estimators.shapiq_adapter import SHAPIQ_ESTIMATORS
 from lsi.estimators.truncated import TRUNCATED
 from lsi.estimators.window import WINDOW, window_cost
-from lsi.game import MAX_EXACT_PLAYERS, AdditiveGame, Game, MissingCoalitionError
+from lsi.game import MAX_EXACT_PLAYERS, Game, MissingCoalitionError
+from lsi.synthetic_games import AdditiveGame
 
 ESTIMATORS: dict[str, Estimator] = {
     e.name: e for e in (WINDOW, EXACT, PERMUTATION, TRUNCATED, *SHAPIQ_ESTIMATORS)
@@ -40,7 +44,7 @@ __all__ = [
 
 def get_estimator(name: str) -> Estimator:
     if name not in ESTIMATORS:
-        raise ValueError(f"unknown estimator '{name}'; choose one of: {', '.join(ESTIMATORS)}")
+        raise UserError(f"unknown estimator '{name}'; choose one of: {', '.join(ESTIMATORS)}")
     return ESTIMATORS[name]
 
 
@@ -61,8 +65,8 @@ def estimate(
     spec = get_estimator(estimator)
     _check_budget(spec, game.n_players, budget, options)
     ledger = Ledger(game, budget)
-    run = _run(spec, ledger, budget, seed, options)
-    recompute = run.replay or (lambda table: _run(spec, Ledger(table, budget), budget, seed, options).values)
+    run = spec.run(ledger, budget, seed, **options)
+    recompute = run.replay or (lambda table: spec.run(Ledger(table, budget), budget, seed, **options).values)
     ci_low, ci_high = document_intervals(ledger, recompute, bootstrap, seed)
     return Estimate(
         estimator=spec.name,
@@ -79,9 +83,11 @@ def estimate(
     )
 
 
-def estimator_options(estimator: str, max_removed: int = 3) -> dict:
-    """The options a study passes: only `window` takes one, its longest removed window (N_lim)."""
-    return {"n_lim": max_removed} if estimator == "window" else {}
+def estimator_options(estimator: str, config: Mapping[str, object]) -> dict:
+    """The estimator's options taken from a configuration's values (`RunConfig.parameters()`, or any
+    mapping of its field names), as the registry entry maps them."""
+    spec = get_estimator(estimator)
+    return {option: config[name] for name, option in spec.config_options.items() if name in config}
 
 
 def resolve_budget(estimator: str, budget: int | None, n_players: int, max_removed: int = 3) -> int | None:
@@ -109,17 +115,11 @@ def planned_coalitions(
         estimate(game, estimator, budget, seed, bootstrap=0, **options)
         plans.append(game.evaluated)
     if plans[0] != plans[1]:
-        raise ValueError(
+        raise UserError(
             f"'{estimator}' picks its coalitions from the values it has seen, so they cannot be listed "
             "ahead of scoring: run it where lm-eval runs, or export the coalitions of a planned estimator"
         )
     return plans[0]
-
-
-def _run(spec: Estimator, ledger: Ledger, budget: int | None, seed: int, options: dict) -> Run:
-    if spec.deterministic:
-        return spec.run(ledger, **options)
-    return spec.run(ledger, budget=budget, seed=seed, **options)
 
 
 def _check_budget(spec: Estimator, n_players: int, budget: int | None, options: dict) -> None:
@@ -127,10 +127,10 @@ def _check_budget(spec: Estimator, n_players: int, budget: int | None, options: 
     where = f"'{spec.name}' on {n_players} players"
     if budget is None:
         if not spec.deterministic:
-            raise ValueError(f"{where} needs a budget (at least {needed} distinct evaluations)")
+            raise UserError(f"{where} needs a budget (at least {needed} distinct evaluations)")
     elif budget < needed:
         kind = "a budget of" if spec.deterministic else "a budget of at least"
-        raise ValueError(f"{where} needs {kind} {needed} distinct evaluations; got budget={budget}")
+        raise UserError(f"{where} needs {kind} {needed} distinct evaluations; got budget={budget}")
 
 
 def _efficiency(ledger: Ledger, values: np.ndarray, guaranteed: bool) -> dict:

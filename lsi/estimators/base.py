@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -67,11 +69,12 @@ class Run:
 
 @dataclass(frozen=True)
 class Estimator:
-    """A registry entry.
+    """A registry entry, called one way by every estimator: `run(ledger, budget, seed, **options)`.
 
-    `run(ledger, **options)` for deterministic enumerations (their cost is `min_budget` and a budget
-    is optional), `run(ledger, budget=, seed=, **options)` for sampling estimators (budget required).
-    `efficient`: the values sum to v(N) - v(empty) by construction.
+    Deterministic enumerations (`deterministic`) have a fixed cost, `min_budget`, and ignore the
+    seed; their budget may be None. Sampling estimators need a budget. `efficient`: the values sum
+    to v(N) - v(empty) by construction. `config_options` maps the fields of `lsi.config.RunConfig`
+    that the estimator reads to its option names (the window's `max_removed` is its `n_lim`).
     """
 
     name: str
@@ -79,6 +82,7 @@ class Estimator:
     min_budget: Callable[[int, dict], int]
     efficient: bool
     deterministic: bool = False
+    config_options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -110,6 +114,30 @@ class Estimate:
         )
         frame["rank"] = frame["value"].rank(ascending=False, method="min").astype(int)
         return frame
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, object]) -> Estimate:
+        """An estimate back from `to_dict`'s record (extra keys, e.g. a saved file's configuration and
+        provenance, are ignored): None becomes NaN again in the value vectors."""
+        vectors = {
+            key: np.array([np.nan if v is None else v for v in record[key]], dtype=float)
+            for key in ("values", "stderr", "ci_low", "ci_high")
+        }
+        return cls(
+            estimator=str(record["estimator"]),
+            players=tuple(record["players"]),
+            evaluations=int(record["evaluations"]),
+            budget=record["budget"],
+            seed=record["seed"],
+            efficiency=dict(record["efficiency"]),
+            info=dict(record["info"]),
+            **vectors,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Estimate:
+        """An estimate from a JSON file written by `lsi.results.save_estimate` (or `lsi shapley`)."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
 
     def to_dict(self) -> dict:
         """JSON-ready: arrays become lists and NaN becomes None."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from lsi.errors import UserError
 from lsi.estimators.base import Estimator, Ledger, Run
 from lsi.game import Game
 
@@ -55,7 +56,7 @@ def sample_pairs(
     """
     limit = budget if max_pairs is None else max_pairs
     if limit < 1:
-        raise ValueError(f"max_pairs must be >= 1; got {max_pairs}")
+        raise UserError(f"max_pairs must be >= 1; got {max_pairs}")
     rng = np.random.default_rng(seed)
     n = ledger.n_players
     marginals, orders, stops = [], [], []

@@ -29,6 +29,7 @@ from shapiq.approximator import (
     kADDSHAP,
 )
 
+from lsi.errors import UserError
 from lsi.estimators.base import Estimator, Ledger, Run, nan_vector
 
 # Estimators the literature recommends that this shapiq lacks (RegressionMSR arrived in 1.5.0).
@@ -59,7 +60,7 @@ def run_shapiq(ledger: Ledger, budget: int, seed: int, *, approximator: type, **
     unknown = set(options) - accepted
     if unknown:
         name = approximator.__name__
-        raise ValueError(f"{name} has no option(s) {sorted(unknown)}; it takes {sorted(accepted)}")
+        raise UserError(f"{name} has no option(s) {sorted(unknown)}; it takes {sorted(accepted)}")
     n = ledger.n_players
     by_calls = approximator in CALL_BUDGETED
     shapiq_budget = budget if by_calls else min(budget, 2**n)

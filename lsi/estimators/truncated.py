@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lsi.errors import UserError
 from lsi.estimators.base import Estimator, Ledger, Run
 from lsi.estimators.permutation import pair_cost, replay, sample_pairs, summarise
 
@@ -32,9 +33,9 @@ def truncated(
     max_pairs: int | None = None,
 ) -> Run:
     if ledger.chance is None and tolerance != -np.inf:
-        raise ValueError("'truncated' needs the game's chance level (Game(chance=...)), or tolerance=-inf")
+        raise UserError("'truncated' needs the game's chance level (Game(chance=...)), or tolerance=-inf")
     if patience < 1:
-        raise ValueError(f"patience must be >= 1; got {patience}")
+        raise UserError(f"patience must be >= 1; got {patience}")
     level = np.nan if ledger.chance is None else ledger.chance
 
     def walk_pair(ledger: Ledger, walks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lsi.errors import UserError
 from lsi.estimators.base import Estimator, Ledger, Run, nan_vector
 
 DEFAULT_N_LIM = 3
@@ -19,11 +20,12 @@ DEFAULT_N_LIM = 3
 def window_cost(n_players: int, n_lim: int = DEFAULT_N_LIM) -> int:
     """1 + n + (n-1) + ... + (n-n_lim+1): the full model and every window (190 for n=64, n_lim=3)."""
     if not 1 <= n_lim <= n_players:
-        raise ValueError(f"n_lim must lie in 1..{n_players} (the number of players); got {n_lim}")
+        raise UserError(f"n_lim must lie in 1..{n_players} (the number of players); got {n_lim}")
     return 1 + sum(n_players - length + 1 for length in range(1, n_lim + 1))
 
 
-def window(ledger: Ledger, n_lim: int = DEFAULT_N_LIM) -> Run:
+def window(ledger: Ledger, budget: int | None = None, seed: int = 0, n_lim: int = DEFAULT_N_LIM) -> Run:
+    """The window estimate; budget and seed are unused (the cost is fixed, nothing is sampled)."""
     n = ledger.n_players
     window_cost(n, n_lim)
     windows = [(start, length) for length in range(1, n_lim + 1) for start in range(n - length + 1)]
@@ -54,4 +56,5 @@ WINDOW = Estimator(
     min_budget=lambda n, options: window_cost(n, options.get("n_lim", DEFAULT_N_LIM)),
     efficient=False,
     deterministic=True,
+    config_options={"max_removed": "n_lim"},
 )

@@ -1,0 +1,31 @@
+"""The repository stays small enough for a lent GPU machine to carry it beside a scoring job.
+
+A run carries 64 MiB in all; tracked files under 40 MiB leave room for a job of up to 24 MiB.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LIMIT = 40 * 2**20
+
+
+def test_tracked_files_leave_room_for_a_gpu_job():
+    try:
+        listing = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    sizes = Counter()
+    for name in filter(None, listing.stdout.split(b"\0")):
+        path = ROOT / os.fsdecode(name)
+        if path.is_file():
+            sizes[Path(os.fsdecode(name)).parts[0]] += path.stat().st_size
+    total = sum(sizes.values())
+    largest = ", ".join(f"{top} {size / 2**20:.1f} MiB" for top, size in sizes.most_common(3))
+    assert total < LIMIT, f"tracked files hold {total / 2**20:.1f} MiB (largest: {largest})"
