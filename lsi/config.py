@@ -15,6 +15,7 @@ import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lsi.choices import DType, Granularity, Value
 from lsi.errors import UserError
@@ -23,7 +24,8 @@ from lsi.errors import UserError
 STORE, GAME, ESTIMATE, CELL, RUNTIME = "store", "game", "estimate", "cell", "runtime"
 
 
-def _option(default: object, help: str, group: str, *, flag: str | None = None, least: int | None = None):  # noqa: ANN202
+def _option(default: Any, help: str, group: str, *, flag: str | None = None, least: int | None = None) -> Any:
+    """A field with what the command line needs: help, group, flag (if not --name), least integer."""
     return field(default=default, metadata={"help": help, "group": group, "flag": flag, "least": least})
 
 

@@ -21,7 +21,7 @@
 # documents of PIQA, scored with exactly lm-evaluation-harness's prompts and metric (`acc_norm`).
 # There the model is clearly above chance, so removing a layer shows the paper's phenomenon: a few
 # *cornerstone* layers whose removal alone collapses the model to chance (the committed study finds
-# `block.0`, `block.2` and `block.11` on these documents; see results/REPORT.md).
+# `block.0` and `block.11`, and `block.2` at the rule's line, on these documents: results/REPORT.md).
 #
 # One call, `run_cell`, runs a study cell:
 #
