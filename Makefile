@@ -56,7 +56,7 @@ demo: setup
 
 # The same single-layer ablation from the command line, printed as a table.
 ablate: setup
-	$(BIN)/lsi ablate --model $(MODEL) --task $(TASK) --limit $(LIMIT) --granularity block
+	$(BIN)/lsi ablate --model $(MODEL) --task $(TASK) --limit $(LIMIT) --granularity block --results $(SCRATCH)/results
 
 # The paper's grid through the notebooks (papermill), resumable; `make study STUDY=studies/smoke.yaml` to try it.
 study: setup

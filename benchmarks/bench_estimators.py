@@ -3,13 +3,15 @@
 The game is read from a score store holding all 2^n coalitions of a restricted player set (enumerate
 it first, e.g. `lsi shapley --players ... --estimator exact`). Every estimator then runs on a table of
 those values, so hundreds of runs cost no model time. Prints a table and writes a CSV, a Markdown
-summary and a figure of error against budget.
+summary and a figure of error against budget, to a temporary folder unless `--out` names one
+(`--out results/estimator_benchmark --figures figures` regenerates the committed ones).
 
     python benchmarks/bench_estimators.py --store results/scores/.../sublayer-bfloat16-limit40 \
         --players attn.0,mlp.0,...  --name early --value margin --seeds 50
 
-Cornerstones are judged on the task's metric by the package's default rule, whatever value the
-estimators see; "recovered" means an estimate's top |C| players are exactly the cornerstone set C.
+Cornerstones are judged on the task's metric by the package's rule (`lsi.analysis.cornerstones`,
+above-chance check included), whatever value the estimators see; "recovered" means an estimate's top
+|C| players are exactly the cornerstone set C (undefined where there is none).
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ import pandas as pd
 
 from lsi import figures, style
 from lsi.analysis import CornerstoneRule, ablation_table, cornerstones, removal_orders, summary_statistics
-from lsi.config import RunConfig, Value
+from lsi.choices import Value
+from lsi.config import RunConfig
 from lsi.errors import UserError
 from lsi.estimators import Estimate, estimate, estimator_options, resolve_budget
 from lsi.layer_game import LayerGame

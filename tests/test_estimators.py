@@ -13,7 +13,6 @@ import shapiq.approximator
 
 from lsi.estimators import (
     ESTIMATORS,
-    NOT_IN_SHAPIQ,
     Estimate,
     estimate,
     estimator_options,
@@ -21,6 +20,7 @@ from lsi.estimators import (
     resolve_budget,
 )
 from lsi.estimators.base import Ledger
+from lsi.estimators.shapiq_adapter import MISSING as NOT_IN_SHAPIQ
 from lsi.estimators.shapiq_adapter import LedgerGame
 from lsi.estimators.window import window_cost
 from lsi.game import Game, MissingCoalitionError, TableGame, all_coalitions

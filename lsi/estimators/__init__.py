@@ -18,8 +18,7 @@ from lsi.estimators.base import Estimate, Estimator, Ledger
 from lsi.estimators.bootstrap import document_intervals
 from lsi.estimators.exact import EXACT
 from lsi.estimators.permutation import PERMUTATION
-from lsi.estimators.shapiq_adapter import MISSING as NOT_IN_SHAPIQ
-from lsi.estimators.shapiq_adapter import SHAPIQ_ESTIMATORS
+from lsi.estimators.shapiq_estimators import SHAPIQ_ESTIMATORS
 from lsi.estimators.truncated import TRUNCATED
 from lsi.estimators.window import WINDOW, window_cost
 from lsi.game import MAX_EXACT_PLAYERS, Game, MissingCoalitionError
@@ -32,7 +31,6 @@ ESTIMATORS: dict[str, Estimator] = {
 __all__ = [
     "ESTIMATORS",
     "MAX_EXACT_PLAYERS",
-    "NOT_IN_SHAPIQ",
     "Estimate",
     "estimate",
     "estimator_options",
