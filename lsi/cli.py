@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-scores", help="store the scores.npz of a job scored elsewhere")
     add_arguments(p, SCORING_OPTIONS)
     p.add_argument("scores", type=Path, help="scores.npz written by python -m lsi.remote")
+    p = sub.add_parser("store", help="check score stores part by part, or set their damaged parts aside")
+    p.add_argument("action", choices=("check", "repair"))
+    p.add_argument("path", nargs="?", type=Path, default=Path("results"), help="a store or a results folder")
     sub.add_parser("models", help="list the models available offline")
     sub.add_parser("tasks", help="list the tasks available offline")
     return parser
@@ -354,6 +357,22 @@ def cmd_tasks(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    """Exit 1 when `check` finds a problem (after `repair`: one that repair does not fix)."""
+    from lsi.store_check import check, repair, stores_under
+
+    problems = []
+    for store in stores_under(args.path):
+        if args.action == "repair":
+            for part in repair(store):
+                print(f"set aside: {part} -> {store / 'damaged'}")
+        problems += check(store)
+    for problem in problems:
+        print(problem)
+    print(f"{len(stores_under(args.path))} store(s), {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from lsi.study import load_grid, run_grid
 
@@ -389,6 +408,7 @@ COMMANDS = {
     "models": cmd_models,
     "tasks": cmd_tasks,
     "study": cmd_study,
+    "store": cmd_store,
 }
 
 if __name__ == "__main__":

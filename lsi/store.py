@@ -3,8 +3,11 @@ granularity, lm-eval version), on disk, readable with pandas alone.
 
 Layout of one store (a folder):
 - `meta.json`: how the scores were made, and the document/request layout of the per-request lists;
-- `parts/*.parquet`: one file per flush, rows = coalitions. Files are written whole (temp + rename),
-  so an interrupted run keeps every flushed part and never leaves a torn one.
+- `parts/*.parquet`: one file per flush, rows = coalitions. Files are written whole and durably (temp
+  file synced, renamed, folder synced), so a crash keeps every flushed part and never leaves a torn
+  one. A part damaged anyway (a bad copy, a full disk elsewhere) is skipped with a warning that names
+  it: the other rows stay readable, its coalitions count as unscored and are scored again, and
+  `lsi store check` / `lsi store repair` (`lsi.store_check`) find it and set it aside.
   `pd.read_parquet(folder / "parts")` reads them all. The per-request log-likelihood lists are most
   of the bytes; zstd over byte-stream-split floats stores them in about two thirds of the space of
   the default encoding, which matters for committed results and for the 64 MiB a lent GPU carries.
@@ -17,10 +20,14 @@ whichever a row has.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,6 +56,10 @@ FORMAT = 1
 # A store is slimmed once, when finished: a high zstd level is worth its time there (about 7% smaller
 # than the default level, which appends keep because they run between scoring chunks).
 SLIM_ZSTD_LEVEL = 19
+
+
+class DamagedPartWarning(UserWarning):
+    """A part file could not be read; its coalitions are left out until scored again."""
 
 
 class StoreMismatchError(UserError):
@@ -84,10 +95,16 @@ class ScoreStore:
         if meta_file.exists():
             try:
                 stored = json.loads(meta_file.read_text())
-            except (OSError, json.JSONDecodeError) as err:
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
                 raise StoreMismatchError(
-                    f"unreadable store metadata {meta_file}: {err}; delete the folder"
+                    f"unreadable store metadata {meta_file} ({err}); restore it from a copy, or delete "
+                    f"the folder {path} to score it again"
                 ) from err
+            if not isinstance(stored, dict) or not set(IDENTITY_KEYS) <= set(stored):
+                raise StoreMismatchError(
+                    f"damaged store metadata {meta_file}: it lacks the store's identity; restore it from a "
+                    f"copy, or delete the folder {path} to score it again"
+                )
             if meta is not None:
                 _check_same(stored, meta, path)
             return cls(path, stored)
@@ -105,17 +122,37 @@ class ScoreStore:
         a third of its bytes."""
         _write_atomic(self.path / "meta.json", json.dumps(self.meta, separators=(",", ":")).encode())
 
+    def parts(self) -> list[Path]:
+        return sorted((self.path / "parts").glob("*.parquet"))
+
     def frame(self) -> pd.DataFrame:
-        """Every stored coalition, one row each (the first copy where two runs scored the same one)."""
-        parts = sorted((self.path / "parts").glob("*.parquet"))
-        if not parts:
+        """Every stored coalition, one row each (the first copy where two runs scored the same one);
+        a damaged part is skipped with a `DamagedPartWarning`."""
+        frames = [f for f in (self._read(p) for p in self.parts()) if f is not None]
+        if not frames:
             return pd.DataFrame(columns=["coalition"])
-        frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+        frame = pd.concat(frames, ignore_index=True)
         return frame.drop_duplicates("coalition", keep="first").reset_index(drop=True)
 
     def coalitions(self) -> set[str]:
-        parts = sorted((self.path / "parts").glob("*.parquet"))
-        return {c for p in parts for c in pd.read_parquet(p, columns=["coalition"])["coalition"]}
+        """The coalitions stored in readable parts (a damaged part's count as not scored)."""
+        frames = (self._read(p, columns=["coalition"]) for p in self.parts())
+        return {c for f in frames if f is not None for c in f["coalition"]}
+
+    def _read(self, part: Path, columns: list[str] | None = None) -> pd.DataFrame | None:
+        try:
+            frame = pd.read_parquet(part, columns=columns)
+            if "coalition" not in frame:
+                raise ValueError("no coalition column")
+        except (OSError, ValueError, pa.ArrowException) as err:
+            warnings.warn(
+                f"damaged part {part} ({str(err).splitlines()[0][:120]}): its coalitions are left out and "
+                f"will be scored again; `lsi store repair {self.path}` sets it aside",
+                DamagedPartWarning,
+                stacklevel=3,
+            )
+            return None
+        return frame
 
     def append(self, rows: pd.DataFrame) -> Path:
         """Flush scored coalitions as one new part file."""
@@ -126,6 +163,12 @@ class ScoreStore:
         target = self.path / "parts" / name
         tmp = target.with_suffix(".tmp")
         table = pa.Table.from_pandas(rows, preserve_index=False)
+        with _written(tmp, target):
+            self._write_table(table, tmp, level)
+        return target
+
+    @staticmethod
+    def _write_table(table: pa.Table, path: Path, level: int | None) -> None:
         floats = {
             field.name
             for field in table.schema
@@ -133,18 +176,16 @@ class ScoreStore:
         }
         pq.write_table(  # byte-stream split applies only where dictionary encoding is off
             table,
-            tmp,
+            path,
             compression="zstd",
             compression_level=level,
             use_dictionary=[name for name in table.column_names if name not in floats],
             use_byte_stream_split=[f"{name}.list.element" for name in floats] or False,
         )
-        tmp.replace(target)
-        return target
 
     def compact(self) -> None:
         """Merge all parts into one file (fewer files to commit and read)."""
-        parts = sorted((self.path / "parts").glob("*.parquet"))
+        parts = self.parts()
         if len(parts) <= 1:
             return
         self.append(self.frame())
@@ -156,7 +197,7 @@ class ScoreStore:
         part at a high zstd level: the log-likelihoods are most of a store's bytes, and nothing reads
         them but the margins. Like `compact`, the new part is complete before the old ones go, so an
         interruption loses nothing (slimming again finishes the job)."""
-        parts = sorted((self.path / "parts").glob("*.parquet"))
+        parts = self.parts()
         frame = self.frame()
         if not parts or (len(parts) == 1 and "loglik" not in frame):
             return
@@ -194,5 +235,30 @@ def _short(value: object) -> str:
 
 def _write_atomic(target: Path, data: bytes) -> None:
     tmp = target.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(target)
+    with _written(tmp, target):
+        tmp.write_bytes(data)
+
+
+@contextlib.contextmanager
+def _written(tmp: Path, target: Path) -> Iterator[None]:
+    """Around writing `tmp`: sync it, rename it to `target`, sync the folder, so that a crash leaves the
+    whole file or none. If writing fails (a full disk), the partial temp file goes and nothing already
+    stored is touched."""
+    try:
+        yield
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno == errno.ENOSPC:
+            raise UserError(
+                f"no space left on the device writing {target.name} in {target.parent}: free some space "
+                "and run again; everything stored before is intact"
+            ) from err
+        raise
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

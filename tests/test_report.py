@@ -3,14 +3,15 @@ over the tasks above chance only, dense against MoE. Synthetic index rows, no mo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_stores import store_meta
 
 from lsi.report import cornerstone_statistics, dense_vs_moe, shapley_grids, task_order
+from lsi.store import ScoreStore
 
 
 def test_paper_tasks_first_then_the_others_alphabetically() -> None:
@@ -44,9 +45,9 @@ def test_dense_vs_moe_needs_both_kinds() -> None:
 
 
 def test_each_grid_takes_the_latest_estimate_of_each_cell(tmp_path: Path) -> None:
-    store = tmp_path / "store"
-    store.mkdir()
-    (store / "meta.json").write_text(json.dumps({"metric": "acc_norm"}))
+    store = ScoreStore.open(
+        tmp_path / "store", store_meta(1, [{"gold": 0, "n_choices": 2, "choice_chars": [1, 1]}])
+    ).path
     base = {
         "model": "m", "granularity": "block", "dtype": "bfloat16", "limit": 200, "value": "score",
         "restricted_to": None, "store": store, "players": ["block.0"], "ci_low": [None], "ci_high": [None],
