@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from lsi.config import CELL, ESTIMATE, GAME, RUNTIME, STORE, RunConfig, add_arguments, field_names
 from lsi.errors import UserError
@@ -20,8 +21,17 @@ SCORING_OPTIONS = field_names([STORE, RUNTIME])
 OUTPUT = {"help": "print one JSON object instead of a table", "action": "store_true"}
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose error line stays one line whatever the user typed."""
+
+    def error(self, message: str) -> NoReturn:
+        one_line = message.replace("\n", "\\n")
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {one_line}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lsi", description="Layer Shapley importance for LLMs")
+    parser = Parser(prog="lsi", description="Layer Shapley importance for LLMs")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("players", help="list a model's players, one per line")
     add_arguments(p, ["model", "granularity", "dtype"])

@@ -65,7 +65,8 @@ class RunConfig:
         """From plain values (a grid's YAML, papermill parameters); unknown keys are an error."""
         unknown = sorted(set(values) - set(field_names()))
         if unknown:
-            raise UserError(f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(field_names())}")
+            shown = ", ".join(repr(key) for key in unknown)
+            raise UserError(f"unknown option(s) {shown}; allowed: {', '.join(field_names())}")
         return cls(**values)
 
     @classmethod

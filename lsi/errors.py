@@ -7,4 +7,10 @@ written against the older errors keep working.
 
 
 class UserError(ValueError):
-    """Bad input: unknown model or task, a player out of range, a store made by another model..."""
+    """Bad input: unknown model or task, a player out of range, a store made by another model...
+
+    Always one line: a line break in what the user typed (a YAML key, a player name) is shown escaped.
+    """
+
+    def __str__(self) -> str:
+        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")

@@ -71,7 +71,7 @@ def test_choices_come_from_the_enums(capsys: pytest.CaptureFixture[str]) -> None
         ({"removal_curves": "yes"}, "removal_curves must be true or false"),
         ({"seed": -1}, "seed must be an integer >= 0"),
         ({"results_dir": ""}, "results_dir must be a non-empty string"),
-        ({"colour": "red"}, "unknown option(s) colour"),
+        ({"colour": "red"}, "unknown option(s) 'colour'"),
     ],
 )
 def test_bad_values_name_the_field(values: dict, message: str) -> None:
