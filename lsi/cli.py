@@ -371,15 +371,15 @@ def cmd_store(args: argparse.Namespace) -> int:
     """Exit 1 when `check` finds a problem (after `repair`: one that repair does not fix)."""
     from lsi.store_check import check, repair, stores_under
 
-    problems = []
-    for store in stores_under(args.path):
+    problems, stores = [], stores_under(args.path)
+    for store in stores:
         if args.action == "repair":
             for part in repair(store):
                 print(f"set aside: {part} -> {store / 'damaged'}")
         problems += check(store)
     for problem in problems:
         print(problem)
-    print(f"{len(stores_under(args.path))} store(s), {len(problems)} problem(s)")
+    print(f"{len(stores)} store(s), {len(problems)} problem(s)")
     return 1 if problems else 0
 
 

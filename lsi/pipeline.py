@@ -83,7 +83,8 @@ def ensure_scored(
     store: ScoreStore, coalitions: Iterable[str], scorer: Callable[[], Scorer], progress: bool = True
 ) -> list[str]:
     """Score the coalitions the store lacks; returns them (empty: nothing ran, no model loaded)."""
-    missing = [c for c in dict.fromkeys(coalitions) if c not in store.coalitions()]
+    stored = store.coalitions()
+    missing = [c for c in dict.fromkeys(coalitions) if c not in stored]
     if missing:
         scorer().scores(missing, progress=progress)
     return missing

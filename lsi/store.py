@@ -29,7 +29,6 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,7 @@ import pyarrow.parquet as pq
 
 from lsi.errors import UserError
 from lsi.margins import row_margins
+from lsi.provenance import now
 
 # The fields that define a store: two runs may share one only if all of these agree.
 IDENTITY_KEYS = (
@@ -213,8 +213,7 @@ class ScoreStore:
         self._write_part(frame.drop(columns="loglik", errors="ignore"), SLIM_ZSTD_LEVEL)
         for p in parts:
             p.unlink()
-        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.meta = self.meta | {"slimmed": {"at": at, "dropped": ["loglik"], "doc_margin": "float32"}}
+        self.meta = self.meta | {"slimmed": {"at": now(), "dropped": ["loglik"], "doc_margin": "float32"}}
         self.save_meta()
 
 
