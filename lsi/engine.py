@@ -12,6 +12,9 @@ Three kinds of shared work, none of which changes a number beyond float rounding
 
 The decoder blocks themselves are the model's own modules, called with the very arguments the
 model's forward passes them (captured once per batch), so no family's forward is copied here.
+
+Blocks may live on different devices (accelerate's `device_map`, disk offload included): each kept
+block gets the residual and its arguments on its own execution device, and the tail runs where it lives.
 """
 
 from __future__ import annotations
@@ -179,6 +182,31 @@ class _Recorder(nn.Module):
         return self.call.arguments[next(iter(self.signature.parameters))]
 
 
+def execution_device(module: nn.Module) -> torch.device:
+    """Where a module computes: the device its inputs must be on before it is called.
+
+    Under accelerate's hooks (`device_map`) that is the hook's `execution_device`, not where the
+    weights sit: offloaded weights are on `meta` until the hook loads them at call time. A module
+    without hooks computes where its weights are.
+    """
+    hook = getattr(module, "_hf_hook", None)
+    for h in getattr(hook, "hooks", (hook,)):  # a SequentialHook chains several
+        if getattr(h, "execution_device", None) is not None:
+            return torch.device(h.execution_device)
+    return next(module.parameters()).device
+
+
+def _to_device(value: object, device: torch.device) -> object:
+    """Tensors (also inside tuples, lists and dicts) on `device`; anything else as it is."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, tuple | list):
+        return type(value)(_to_device(v, device) for v in value)
+    if isinstance(value, dict):
+        return {key: _to_device(v, device) for key, v in value.items()}
+    return value
+
+
 def target_logprobs(
     logits: torch.Tensor, targets: torch.Tensor, softcap: float | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,6 +246,12 @@ class Engine:
         self.layers = get_path(model, self.arch.layers)
         self.base = get_path(model, self.arch.layers.rpartition(".")[0])
         self.tail = [m for m in (get_path(model, p) for p in self.arch.tail) if m is not None]
+        # Tail modules the base's own forward calls (the final norm): skipped in the capture pass,
+        # whose output is discarded, so it neither computes them nor needs them on its device.
+        inside = self.arch.layers.rpartition(".")[0] + "."
+        self.base_tail = [
+            p for p in self.arch.tail if p.startswith(inside) and get_path(model, p) is not None
+        ]
         config = model.config
         self.softcap = getattr(config, "final_logit_softcapping", None)
         self.block_players: list[list[Player]] = [[] for _ in self.layers]
@@ -236,20 +270,32 @@ class Engine:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where the capture pass's inputs go: the embedding's execution device (never `meta`)."""
+        return execution_device(self.model.get_input_embeddings())
 
-    def _capture(self, batch: Batch) -> tuple[torch.Tensor, list[inspect.BoundArguments]]:
-        """Embeddings and each block's call arguments, as the model's own forward builds them."""
+    def _capture(
+        self, batch: Batch, devices: list[torch.device]
+    ) -> tuple[torch.Tensor, list[inspect.BoundArguments]]:
+        """Embeddings and each block's call arguments, as the model's own forward builds them.
+
+        The arguments (masks, position embeddings, ...) are moved to each block's execution device
+        here, one copy per device, so that blocks on other devices need no hooks to run.
+        """
         recorders = [_Recorder(block) for block in self.layers]
-        set_path(self.model, self.arch.layers, nn.ModuleList(recorders))
+        stand_ins = [(self.arch.layers, nn.ModuleList(recorders))]
+        stand_ins += [(path, nn.Identity()) for path in self.base_tail]
+        originals = [(path, get_path(self.model, path)) for path, _ in stand_ins]
         try:
+            for path, module in stand_ins:
+                set_path(self.model, path, module)
             self.base(
                 input_ids=batch.input_ids.to(self.device),
                 position_ids=batch.position_ids.to(self.device),
                 use_cache=False,
             )
         finally:
-            set_path(self.model, self.arch.layers, self.layers)
+            for path, module in originals:
+                set_path(self.model, path, module)
         masks: dict[int | None, torch.Tensor] = {}
         calls = []
         for recorder, window in zip(recorders, self.windows, strict=True):
@@ -260,22 +306,38 @@ class Engine:
             call.arguments["attention_mask"] = masks[window]
             calls.append(call)
         first = next(iter(calls[0].signature.parameters))
+        moved: dict[tuple[int, torch.device], tuple[object, object]] = {}  # the original kept alive
+        for device, call in zip(devices, calls, strict=True):
+            for name, value in call.arguments.items():
+                if name != first:
+                    key = (id(value), device)
+                    if key not in moved:
+                        moved[key] = (value, _to_device(value, device))
+                    call.arguments[name] = moved[key][1]
         return calls[0].arguments[first], calls
 
     @torch.inference_mode()
     def run(self, batch: Batch, coalitions: Sequence[str], n_requests: int) -> tuple[np.ndarray, np.ndarray]:
         """Summed continuation log-probs and greedy flags, [coalition, request] (absent requests: 0)."""
-        hidden, calls = self._capture(batch)
+        devices = [execution_device(block) for block in self.layers]
+        hidden, calls = self._capture(batch, devices)
         loglik = np.zeros((len(coalitions), n_requests))
         greedy = np.zeros((len(coalitions), n_requests), dtype=bool)
-        scored = batch.scored.to(self.device)
-        targets = batch.targets.to(self.device)
+        tail = [(module, execution_device(module)) for module in self.tail]
+        copies: dict[tuple[str, torch.device], torch.Tensor] = {}
+
+        def on(name: str, device: torch.device) -> torch.Tensor:
+            """batch.scored or batch.targets on a device, copied once per batch, not once per leaf."""
+            if (name, device) not in copies:
+                copies[name, device] = getattr(batch, name).to(device)
+            return copies[name, device]
 
         def leaf(h: torch.Tensor, members: list[int]) -> None:
-            x = h.reshape(-1, h.shape[-1]).index_select(0, scored)
-            for module in self.tail:
-                x = module(x)
-            token_lp, is_max = target_logprobs(x, targets, self.softcap)
+            # The last kept block may sit elsewhere than the tail: pick the scored rows first, move less.
+            x = h.reshape(-1, h.shape[-1]).index_select(0, on("scored", h.device))
+            for module, device in tail:
+                x = module(x.to(device))
+            token_lp, is_max = target_logprobs(x, on("targets", x.device), self.softcap)
             sums = torch.zeros(n_requests, dtype=torch.float64).index_add_(0, batch.owner, token_lp)
             misses = torch.zeros(n_requests, dtype=torch.long).index_add_(0, batch.owner, (~is_max).long())
             for c in members:
@@ -304,7 +366,9 @@ class Engine:
                 with branches_removed(self.model, self.layers[block], removed):
                     for at in range(0, len(items), per_call):
                         part = items[at : at + per_call]
-                        out = self._stacked_call(self.layers[block], calls[block], [h for h, _ in part], rows)
+                        # Siblings may come from different devices (one went through a block elsewhere).
+                        streams = [h.to(devices[block]) for h, _ in part]
+                        out = self._stacked_call(self.layers[block], calls[block], streams, rows)
                         nodes += [(out[i * rows : (i + 1) * rows], sub) for i, (_, sub) in enumerate(part)]
         for h, members in nodes:
             leaf(h, members)

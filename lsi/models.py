@@ -134,17 +134,57 @@ def _hub_snapshot(repo_id: str) -> Path:
         ) from err
 
 
-def load_model(spec: str, dtype: str = "float32", device: str = "cpu") -> LoadedModel:
-    """Load a CausalLM for scoring, in eval mode, with SDPA attention where the family allows it."""
+def load_model(
+    spec: str, dtype: str = "float32", device: str = "cpu", device_map: str | dict | None = None
+) -> LoadedModel:
+    """Load a CausalLM for scoring, in eval mode, with SDPA attention where the family allows it.
+
+    `device_map` (accelerate's: "balanced", or module name -> device, "cpu" or "disk") splits a model
+    too large for one device over several; `device` is then ignored."""
     torch_dtype = parse_dtype(dtype)
-    if torch.device(device).type == "cpu":
+    if device_map is None and torch.device(device).type == "cpu":
         retain_freed_memory()
     source, directory, gguf_file, title, pinned = _resolve(spec)
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     if gguf_file and os.environ.get("LSI_QUIET_LOADING") == "1":
         _quiet_gguf_conversion()
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype, **kwargs).to(device).eval()
+    if device_map is None:
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype, **kwargs).to(device)
+    else:
+        offload = {"offload_folder": str(cache_dir() / "offload")} if "disk" in str(device_map) else {}
+        model = AutoModelForCausalLM.from_pretrained(
+            directory, dtype=torch_dtype, device_map=device_map, **offload, **kwargs
+        )
+    return _loaded(spec, model.eval(), directory, gguf_file, source, title, pinned, dtype)
+
+
+def load_skeleton(spec: str, dtype: str = "float32") -> LoadedModel:
+    """The model's structure on the meta device, with its tokenizer and identity, and no weights read:
+    enough for players, configuration and lm-eval's tokenisation (a Ray driver on a login node)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig
+
+    source, directory, gguf_file, title, pinned = _resolve(spec)
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    config = AutoConfig.from_pretrained(directory, **kwargs)
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config, dtype=parse_dtype(dtype))
+    return _loaded(spec, model.eval(), directory, gguf_file, source, title, pinned, dtype)
+
+
+def _loaded(
+    spec: str,
+    model: PreTrainedModel,
+    directory: Path,
+    gguf_file: str | None,
+    source: str,
+    title: str,
+    pinned: str | None,
+    dtype: str,
+) -> LoadedModel:
+    """The loaded (or skeleton) model with its tokenizer and identity (the weight files' hash)."""
     model.config.use_cache = False
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
     n_blocks = len(get_path(model, architecture(model).layers))
     if gguf_file:

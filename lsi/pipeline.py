@@ -8,17 +8,18 @@ cell needs is missing from the store: a finished cell reruns from the store alon
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from lsi import figures, style
 from lsi.analysis import CornerstoneRule, ablation_table, cornerstones, removal_orders, summary_statistics
-from lsi.choices import Value
+from lsi.choices import Backend, Value
 from lsi.config import RunConfig
 from lsi.errors import UserError
 from lsi.estimators import Estimate, estimate, estimator_options, resolve_budget
@@ -28,6 +29,7 @@ from lsi.results import save_estimate, save_removal_curves
 from lsi.store import ScoreStore
 
 if TYPE_CHECKING:
+    from lsi.scoring import Backend as ScoringBackend
     from lsi.scoring import Scorer
 
 
@@ -47,19 +49,35 @@ class LazyScorer:
     def loaded(self) -> bool:
         return self._scorer is not None
 
+    def close(self) -> None:
+        """Stop the scorer's workers, if it was built."""
+        if self._scorer is not None:
+            self._scorer.close()
+
 
 def build_scorer(config: RunConfig) -> Scorer:
-    """Load the model and encode the task's requests (the slow part: seconds to minutes)."""
+    """Load the model and encode the task's requests (the slow part: seconds to minutes).
+
+    With the Ray backend this process holds the model's structure only (no weights): the workers
+    load it."""
     import torch
 
-    from lsi.models import load_model
+    from lsi.models import load_model, load_skeleton
     from lsi.scoring import Scorer
     from lsi.tasks import load_task
 
-    if config.threads:
+    if config.threads and config.backend is Backend.LOCAL:
         torch.set_num_threads(config.threads)
     task = load_task(config.task)  # fails fast on an unknown task, before the model loads
-    lm = load_model(config.model, dtype=config.dtype.value, device=config.device)
+    backend = None
+    if config.backend is Backend.RAY:
+        from lsi.cluster import connect
+
+        session = connect(config.address)  # fails fast on a bad address or a missing Ray
+        lm = load_skeleton(config.model, dtype=config.dtype.value)
+        backend = functools.partial(_ray_backend, config, session)
+    else:
+        lm = load_model(config.model, dtype=config.dtype.value, device=config.device)
     return Scorer(
         lm,
         task,
@@ -68,7 +86,23 @@ def build_scorer(config: RunConfig) -> Scorer:
         config.results,
         batch_tokens=config.batch_tokens,
         max_rows=config.batch_size,
+        backend=backend,
     )
+
+
+def _ray_backend(config: RunConfig, session: tuple[Any, bool], scorer: Scorer) -> ScoringBackend:
+    from lsi.cluster import RayBackend
+    from lsi.jobs import ModelSource
+
+    spec = Path(config.model).expanduser()
+    source = ModelSource(
+        str(spec.resolve()) if spec.exists() else config.model,  # workers may start in another folder
+        config.dtype.value,
+        config.granularity.value,
+        tuple(p.name for p in scorer.players),
+        scorer.lm.identity.weights_sha256,
+    )
+    return RayBackend(source, config, session)
 
 
 def open_store(config: RunConfig, scorer: Callable[[], Scorer]) -> ScoreStore:
@@ -202,6 +236,13 @@ class CellResult:
 def run_cell(config: RunConfig, progress: bool = True) -> CellResult:
     """Run (or resume) one cell: ablation and cornerstones, the estimate, optional removal curves."""
     scorer = LazyScorer(config)
+    try:
+        return _cell(config, scorer, progress)
+    finally:
+        scorer.close()
+
+
+def _cell(config: RunConfig, scorer: LazyScorer, progress: bool) -> CellResult:
     store = open_store(config, scorer)
     flagged = ablation(store, scorer, progress=progress)
     result, path, _ = shapley(config, store, scorer)

@@ -5,7 +5,7 @@ coalitions, the model's config and its weights, either in parts small enough to 
 model loaded from a GGUF file, as that file (2.6x smaller for SmolLM2; the other side then needs the
 `gguf` package). There, `python -m lsi.remote JOB [JOB ...] OUT` rebuilds the model (once for jobs
 of the same weights), checks that its weights are bit for bit the ones exported, and scores the
-coalitions with the same engine.
+coalitions with the same worker as local scoring and Ray (`lsi.jobs.Worker`).
 Back here, `import_scores` turns the log-likelihoods into lm-eval's metrics and stores them, checked
 against the job's model and requests. This module imports nothing but torch, transformers, numpy and
 lsi's engine at import time, so it runs on such a machine.
@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from lsi.engine import Engine, TokenRequest, make_batches, score_requests
 from lsi.errors import UserError
-from lsi.players import list_players
+from lsi.jobs import ScoringJob, Unit, checked_worker, place_blocks
 
 if TYPE_CHECKING:
     from lsi.scoring import Scorer
@@ -50,13 +49,7 @@ def export_job(
         raise UserError(f"{scorer.lm.identity.name} was not loaded from a GGUF file: export weights in parts")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tokens = [np.asarray(r.context + r.continuation, dtype=np.int64) for r in scorer.requests]
-    np.savez_compressed(
-        folder / "requests.npz",
-        tokens=np.concatenate(tokens),
-        lengths=np.array([len(t) for t in tokens]),
-        context_lengths=np.array([len(r.context) for r in scorer.requests]),
-    )
+    scorer.job.save(folder)
     job = {
         "weights_sha256": scorer.lm.identity.weights_sha256,
         "model": scorer.lm.identity.name,
@@ -142,11 +135,12 @@ def run_job(
     batch_tokens: int = 65536,
     max_rows: int = 256,
     gguf: Path | None = None,
+    devices: Sequence[str] = (),
 ) -> Path:
-    """Score the job's coalitions with lsi's engine; writes `scores.npz` (log-likelihoods, greedy flags).
+    """Score the job's coalitions with lsi's worker; writes `scores.npz` (log-likelihoods, greedy flags).
 
-    `gguf`: where the job's GGUF file is, if not in `folder`."""
-    return run_jobs([folder], [out], device, batch_tokens, max_rows, [gguf] if gguf else [])[0]
+    `gguf`: where the job's GGUF file is, if not in `folder`; `devices`: split the blocks over these."""
+    return run_jobs([folder], [out], device, batch_tokens, max_rows, [gguf] if gguf else [], devices)[0]
 
 
 def run_jobs(
@@ -156,34 +150,34 @@ def run_jobs(
     batch_tokens: int = 65536,
     max_rows: int = 256,
     ggufs: Sequence[Path] = (),
+    devices: Sequence[str] = (),
 ) -> list[Path]:
     """Score jobs in turn, writing each one's scores as soon as it is done, and rebuild the model only
     when a job's weights differ from the previous job's: on a lent H200 rebuilding from a GGUF took
     15-20 s, as long as scoring a task.
 
-    `ggufs`: the jobs' GGUF files, matched to a job by file name (a single one serves every job)."""
+    `ggufs`: the jobs' GGUF files, matched to a job by file name (a single one serves every job).
+    `devices`: a model larger than one device is split over these, in equal runs of blocks."""
     model, digest, written = None, None, []
     for folder, out in zip(map(Path, folders), map(Path, outs), strict=True):
         job = json.loads((folder / JOB).read_text())
         start = time.perf_counter()
         if job["state_sha256"] != digest:
             model = None  # free the last model before building the next
-            model = _checked_model(folder, job, device, _job_gguf(folder, job, ggufs))
+            model = _checked_model(
+                folder, job, devices[0] if devices else device, _job_gguf(folder, job, ggufs)
+            )
+            if len(devices) > 1:
+                place_blocks(model, devices)
             digest = job["state_sha256"]
-        players = list_players(model, job["granularity"])
-        if [p.name for p in players] != job["players"]:
-            raise UserError(f"the rebuilt model's players differ from job {folder}'s")
-        data = np.load(folder / "requests.npz")
-        ends = np.cumsum(data["lengths"])
-        requests = [
-            TokenRequest(tuple(t[:c].tolist()), tuple(t[c:].tolist()))
-            for t, c in zip(np.split(data["tokens"], ends[:-1]), data["context_lengths"], strict=True)
-        ]
+        worker = checked_worker(model, job["granularity"], job["players"])
+        scoring = ScoringJob.load(folder, job["max_length"], batch_tokens, max_rows)
+        unit = Unit(tuple(job["coalitions"]), tuple(range(len(worker.batches(scoring)))))
         loaded = time.perf_counter()
-        batches = make_batches(requests, job["max_length"], batch_tokens, max_rows)
-        with torch.inference_mode():
-            loglik, greedy = score_requests(Engine(model, players), batches, job["coalitions"], len(requests))
-        scored = time.perf_counter()
+        result = worker.score(scoring, unit)
+        loglik = np.zeros((len(unit.coalitions), scoring.n_requests))
+        greedy = np.zeros(loglik.shape, dtype=bool)
+        loglik[:, result.requests], greedy[:, result.requests] = result.loglik, result.greedy
         out.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(
             out / SCORES,
@@ -191,8 +185,8 @@ def run_jobs(
             loglik=loglik,
             greedy=greedy,
             weights_sha256=np.array(job["weights_sha256"]),
-            device=np.array(torch.cuda.get_device_name() if device.startswith("cuda") else device),
-            seconds=np.array([loaded - start, scored - loaded]),
+            device=np.array(result.device),
+            seconds=np.array([loaded - start, result.seconds]),
         )
         written.append(out / SCORES)
     return written
@@ -288,12 +282,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--gguf", type=Path, nargs="+", default=[], help="the jobs' GGUF files, if not in the jobs"
     )
+    parser.add_argument(
+        "--devices", nargs="+", default=[], help="split the model's blocks over these (e.g. cuda:0 cuda:1)"
+    )
     args = parser.parse_args(argv)
     names = [job.resolve().name for job in args.jobs]
     if len(set(names)) < len(names):
         parser.error(f"job folders need distinct names, as each names its scores' folder: {names}")
     outs = [args.out] if len(args.jobs) == 1 else [args.out / name for name in names]
-    for path in run_jobs(args.jobs, outs, args.device, args.batch_tokens, args.max_rows, args.gguf):
+    for path in run_jobs(
+        args.jobs, outs, args.device, args.batch_tokens, args.max_rows, args.gguf, args.devices
+    ):
         print(f"scores: {path} ({float(np.load(path)['seconds'][1]):.1f} s scoring)", flush=True)
 
 

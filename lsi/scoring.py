@@ -2,21 +2,25 @@
 
 lm-eval builds the requests (prompts, choices) and computes every metric; lsi only replaces the
 model calls with its engine. Every scored coalition goes to the store before the next chunk starts,
-and a coalition already in the store is never scored again.
+and a coalition already in the store is never scored again. The forward passes run on a backend:
+this process (`LocalBackend`) or Ray workers (`lsi.cluster.RayBackend`), both scoring the same units
+of the same torch-only job (`lsi.jobs`); only this process writes the store.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lsi.engine import Engine, TokenRequest, make_batches, score_requests
+from lsi.engine import TokenRequest
 from lsi.errors import UserError
+from lsi.jobs import ScoringJob, Unit, UnitResult, Worker, padded_tokens, plan_units
 from lsi.lm_eval_adapter import encode_pairs
 from lsi.models import LoadedModel
 from lsi.players import Player, list_players
@@ -37,6 +41,67 @@ def near_tie(values: Sequence[float], tolerance: float = TIE_TOLERANCE) -> bool:
     return len(top) == 2 and top[0] - top[1] < tolerance
 
 
+class Backend(Protocol):
+    """Where forward passes run: scores units and yields their results as they finish."""
+
+    workers: int
+    device: str
+
+    def run(
+        self, job: ScoringJob, units: Sequence[Unit], advance: Callable[[int], None]
+    ) -> Iterator[UnitResult]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalBackend:
+    """The model in this process: units one after another, the bar moving per batch."""
+
+    workers = 1
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.device = str(worker.engine.device)
+
+    def run(
+        self, job: ScoringJob, units: Sequence[Unit], advance: Callable[[int], None]
+    ) -> Iterator[UnitResult]:
+        for unit in units:
+            yield self.worker.score(job, unit, functools.partial(advance, len(unit.coalitions)))
+
+    def close(self) -> None:
+        """Nothing to stop: the model belongs to the caller."""
+
+
+class _Assembly:
+    """Per-coalition results from units that may each hold a part of its batches."""
+
+    def __init__(self, units: Sequence[Unit], n_requests: int) -> None:
+        self.n_requests = n_requests
+        self.parts: dict[str, int] = {}
+        for unit in units:
+            for c in unit.coalitions:
+                self.parts[c] = self.parts.get(c, 0) + 1
+        self.loglik: dict[str, np.ndarray] = {}
+        self.greedy: dict[str, np.ndarray] = {}
+        self.seconds: dict[str, float] = {}
+
+    def add(self, result: UnitResult) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+        """(coalition, loglik, greedy, seconds) of the coalitions this result completes."""
+        done = []
+        share = result.seconds / len(result.unit.coalitions)
+        for i, c in enumerate(result.unit.coalitions):
+            self.loglik.setdefault(c, np.zeros(self.n_requests))[result.requests] = result.loglik[i]
+            self.greedy.setdefault(c, np.zeros(self.n_requests, dtype=bool))[result.requests] = result.greedy[
+                i
+            ]
+            self.seconds[c] = self.seconds.get(c, 0.0) + share
+            self.parts[c] -= 1
+            if self.parts[c] == 0:
+                done.append((c, self.loglik.pop(c), self.greedy.pop(c), self.seconds.pop(c)))
+        return done
+
+
 class Scorer:
     """Scores coalitions (bit strings of kept players) through the store."""
 
@@ -51,7 +116,9 @@ class Scorer:
         max_rows: int = 64,
         chunk_size: int = 32,
         share_contexts: bool = True,
+        backend: Callable[[Scorer], Backend] | None = None,
     ) -> None:
+        """`backend`: builds the backend once players and requests are known (default: this process)."""
         if limit is not None and limit <= 0:
             raise UserError(f"limit must be a positive number of documents, got {limit}; omit it to use all")
         self.lm = lm
@@ -65,9 +132,12 @@ class Scorer:
         offsets = np.cumsum([0] + [len(d.requests) for d in self.docs])
         self.doc_slices = [slice(a, b) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
         self.max_length = hflm.max_length
-        self.batches = make_batches(self.requests, self.max_length, batch_tokens, max_rows, share_contexts)
-        self.engine = Engine(lm.model, self.players)
+        self.job = ScoringJob.from_requests(
+            self.requests, self.max_length, batch_tokens, max_rows, share_contexts
+        )
+        self.batch_costs = padded_tokens(self.job.batches())
         self.chunk_size = chunk_size
+        self.backend = backend(self) if backend else LocalBackend(Worker(lm.model, self.players))
         path = store_dir(results, lm.identity.name, self.task.name, granularity, lm.dtype, limit)
         self.store = ScoreStore.open(path, self.meta())
 
@@ -80,7 +150,7 @@ class Scorer:
             self.limit,
             self.granularity,
             self.players,
-            str(self.engine.device),
+            self.backend.device,
             self.max_length,
             FORMAT,
         )
@@ -94,24 +164,26 @@ class Scorer:
         frame = self.store.frame()
         missing = sorted(set(wanted) - set(frame["coalition"]), reverse=True)  # shared prefixes adjacent
         if missing:
-            chunks = [missing[i : i + self.chunk_size] for i in range(0, len(missing), self.chunk_size)]
+            units = plan_units(missing, self.batch_costs, self.backend.workers, self.chunk_size)
+            assembly = _Assembly(units, len(self.requests))
             bar = tqdm(
-                total=len(chunks) * len(self.batches),
+                total=sum(u.size for u in units),
                 desc=f"{self.task.name} {len(missing)} coalitions",
-                unit="batch",
+                unit="coalition-batch",
                 disable=not progress,
             )
             with bar:
-                for chunk in chunks:
-                    self._score_chunk(chunk, bar)
+                for result in self.backend.run(self.job, units, bar.update):
+                    done = assembly.add(result)
+                    if done:
+                        coalitions, loglik, greedy, seconds = zip(*done, strict=True)
+                        self._append(coalitions, np.stack(loglik), np.stack(greedy), seconds, result.device)
             frame = self.store.frame()  # re-read only when new parts were written
         return frame.set_index("coalition").loc[wanted].reset_index()
 
-    def _score_chunk(self, chunk: list[str], bar: tqdm) -> None:
-        start = time.perf_counter()
-        loglik, greedy = score_requests(self.engine, self.batches, chunk, len(self.requests), bar.update)
-        seconds = (time.perf_counter() - start) / len(chunk)
-        self._append(chunk, loglik, greedy, seconds, str(self.engine.device))  # `scores` chose them unstored
+    def close(self) -> None:
+        """Stop the backend's workers (a Ray backend's actors, and its local instance)."""
+        self.backend.close()
 
     def store_scores(
         self, coalitions: Sequence[str], loglik: np.ndarray, greedy: np.ndarray, seconds: float, device: str
@@ -120,14 +192,20 @@ class Scorer:
         metrics, skipping coalitions already stored; returns how many were new."""
         stored = self.store.coalitions()
         new = [i for i, c in enumerate(coalitions) if c not in stored]
-        self._append([coalitions[i] for i in new], loglik[new], greedy[new], seconds, device)
+        self._append([coalitions[i] for i in new], loglik[new], greedy[new], [seconds] * len(new), device)
         return len(new)
 
     def _append(
-        self, coalitions: Sequence[str], loglik: np.ndarray, greedy: np.ndarray, seconds: float, device: str
+        self,
+        coalitions: Sequence[str],
+        loglik: np.ndarray,
+        greedy: np.ndarray,
+        seconds: Sequence[float],
+        device: str,
     ) -> None:
         rows = [
-            self._row(c, loglik[i], greedy[i], seconds) | {"device": device} for i, c in enumerate(coalitions)
+            self._row(c, loglik[i], greedy[i], seconds[i]) | {"device": device}
+            for i, c in enumerate(coalitions)
         ]
         if rows:
             self.store.append(pd.DataFrame(rows))

@@ -28,7 +28,7 @@ import re
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +86,8 @@ def store_dir(
 class ScoreStore:
     path: Path
     meta: dict
+    # Coalitions per part file read so far: parts never change once written, so each is read once.
+    _known: dict[str, frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def open(cls, path: Path, meta: dict | None = None) -> ScoreStore:
@@ -136,8 +138,29 @@ class ScoreStore:
 
     def coalitions(self) -> set[str]:
         """The coalitions stored in readable parts (a damaged part's count as not scored)."""
-        frames = (self._read(p, columns=["coalition"]) for p in self.parts())
-        return {c for f in frames if f is not None for c in f["coalition"]}
+        stored: set[str] = set()
+        for part in self.parts():
+            if part.name not in self._known:
+                frame = self._read(part, columns=["coalition"])
+                if frame is None:
+                    continue
+                self._known[part.name] = frozenset(frame["coalition"])
+            stored |= self._known[part.name]
+        return stored
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """The right to change the parts (append, compact, slim), one process at a time: an advisory
+        `flock` on the store's `lock` file. It excludes writers on one machine; on NFS it may not
+        exclude another machine's (give each machine its own --results folder)."""
+        import fcntl
+
+        with open(self.path / "lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _read(self, part: Path, columns: list[str] | None = None) -> pd.DataFrame | None:
         try:
@@ -154,9 +177,12 @@ class ScoreStore:
             return None
         return frame
 
-    def append(self, rows: pd.DataFrame) -> Path:
-        """Flush scored coalitions as one new part file."""
-        return self._write_part(rows)
+    def append(self, rows: pd.DataFrame) -> Path | None:
+        """Flush scored coalitions as one new part file, leaving out those another writer stored
+        first (two runs on one store never store a coalition twice); None if nothing was new."""
+        with self.writing():
+            fresh = rows[~rows["coalition"].isin(self.coalitions())]
+            return self._write_part(fresh) if len(fresh) else None
 
     def _write_part(self, rows: pd.DataFrame, level: int | None = None) -> Path:
         name = f"part-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}.parquet"
@@ -185,18 +211,23 @@ class ScoreStore:
 
     def compact(self) -> None:
         """Merge all parts into one file (fewer files to commit and read)."""
-        parts = self.parts()
-        if len(parts) <= 1:
+        if len(self.parts()) <= 1:
             return
-        self.append(self.frame())
-        for p in parts:
-            p.unlink()
+        with self.writing():
+            parts = self.parts()
+            self._write_part(self.frame())
+            for p in parts:
+                p.unlink()
 
     def slim(self) -> None:
         """Keep each coalition's per-document margins instead of its per-request log-likelihoods, in one
         part at a high zstd level: the log-likelihoods are most of a store's bytes, and nothing reads
         them but the margins. Like `compact`, the new part is complete before the old ones go, so an
         interruption loses nothing (slimming again finishes the job)."""
+        with self.writing():
+            self._slim()
+
+    def _slim(self) -> None:
         parts = self.parts()
         frame = self.frame()
         if not parts or (len(parts) == 1 and "loglik" not in frame):

@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -236,6 +237,14 @@ def _check_distinct(path: Path, cells: list[Cell]) -> None:
             )
 
 
+# Where a cell's forward passes ran: not part of what it computed.
+PLACEMENT = ("backend", "address", "workers", "gpus_per_worker", "threads")
+
+
+def _without_placement(parameters: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in parameters.items() if k not in PLACEMENT}
+
+
 def is_done(cell: Cell) -> bool:
     """The cell's notebook exists, recorded the same parameters, and finished without an error."""
     try:
@@ -250,7 +259,7 @@ def is_done(cell: Cell) -> bool:
     recorded = dict(meta.get("parameters") or {})
     # A parameter added to the notebook after a run, asked for at its default, is what that run used.
     recorded = {k: v for k, v in wanted.items() if k not in recorded and v == PARAMETERS.get(k)} | recorded
-    same = recorded == wanted
+    same = _without_placement(recorded) == _without_placement(wanted)
     return same and bool(meta.get("end_time")) and not meta.get("exception") and not errors
 
 
@@ -260,9 +269,17 @@ def run_grid(
     dry_run: bool = False,
     figures: bool = True,
     progress: bool = True,
+    runtime: dict[str, object] | None = None,
 ) -> StudyReport:
-    """Run every cell not yet done (all with `force`), then the figures notebook once per results folder."""
+    """Run every cell not yet done (all with `force`), then the figures notebook once per results folder.
+
+    `runtime`: where the cells' forward passes run (backend, address, workers, ...), over the grid's
+    values; it does not change what a cell computes, so a cell done elsewhere stays done. Cells run
+    one after another, each on every worker of the cluster; with the Ray backend and no address, one
+    local instance serves them all."""
     from tqdm.auto import tqdm
+
+    runtime = dict(runtime or {})
 
     if not isinstance(study, Study):
         study = load_grid(study)
@@ -277,21 +294,41 @@ def run_grid(
         else:
             source = _source(study.notebook, Path(scratch))
             bar = tqdm(study.cells, desc="study", unit="cell", disable=not progress)
+            instance = _local_instance(study, runtime)
             for cell in bar:
                 bar.set_postfix_str(cell.label, refresh=True)
                 if not force and is_done(cell):
                     report.cells.append(Outcome(cell.label, cell.output, "done"))
                     continue
-                outcome = _execute(cell.label, source, cell.output, cell.parameters, study.root)
+                parameters = cell.parameters | runtime
+                outcome = _execute(cell.label, source, cell.output, parameters, study.root)
                 if outcome.status == "failed":
                     bar.write(f"failed: {cell.label}: {outcome.error}")
                 report.cells.append(outcome)
             bar.close()
+            if instance is not None:
+                instance.shutdown()
         if figures:
             _figures(study, report, Path(scratch))
         else:
             report.notes.append("figures: not drawn (--no-figures)")
     return report
+
+
+def _local_instance(study: Study, runtime: dict[str, object]) -> Any:  # noqa: ANN401 - the ray module
+    """Start one local Ray instance for every Ray cell without an address, and point them at it."""
+
+    def wanted(cell: Cell) -> bool:
+        merged = cell.parameters | runtime
+        return merged.get("backend") == "ray" and merged.get("address") is None
+
+    if not any(wanted(cell) for cell in study.cells):
+        return None
+    from lsi.cluster import connect
+
+    ray, _ = connect(None)
+    runtime["address"] = ray.get_runtime_context().gcs_address
+    return ray
 
 
 def _figures(study: Study, report: StudyReport, scratch: Path) -> None:

@@ -41,7 +41,11 @@ removal_curves = False  # also remove players one by one (n more coalitions per 
 device = "cpu"
 batch_size = 64  # most packed rows per forward batch
 batch_tokens = 4096  # most tokens (with padding) per forward batch
-threads = None  # torch CPU threads (None: torch's choice)
+threads = None  # torch CPU threads (None: torch's choice; a Ray CPU worker's: 1)
+backend = "local"  # "local": this kernel runs the model; "ray": Ray workers do (see address, workers)
+address = None  # ray: "auto" or host:port of a cluster (None: start a local instance)
+workers = None  # ray: number of workers (None: one per GPU, else the CPUs / threads)
+gpus_per_worker = None  # ray: GPUs per worker; more than 1 splits the model over them
 
 # %%
 from IPython.display import display

@@ -44,7 +44,7 @@ def test_append_read_and_first_copy_wins(tmp_path):
     assert store.coalitions() == {"11", "10", "00"}
     # pandas alone reads the parts folder, and the metadata is plain JSON
     raw = pd.read_parquet(tmp_path / "s" / "parts")
-    assert len(raw) == 4 and list(raw.loglik.iloc[0]) == [0.0, 1.0, 2.0]
+    assert len(raw) == 3 and list(raw.loglik.iloc[0]) == [0.0, 1.0, 2.0]
     assert json.loads((tmp_path / "s" / "meta.json").read_text())["task"] == "arc_easy"
 
 

@@ -98,7 +98,8 @@ def test_wrong_coalitions_duplicates_and_non_finite_values_are_reported(store):
     kinds = sorted(p.kind for p in check(store.path))
     assert kinds == ["identity"]  # a malformed part is reported once, as what makes it unusable
     repair(store.path)
-    store.append(_rows(["1111"]).assign(score=[np.nan]))
+    # A duplicate as two writers made before appends took the store's lock (or a copied-in part).
+    store._write_part(_rows(["1111"]).assign(score=[np.nan]))
     store.append(_rows(["0011"]).assign(loglik=[np.array([np.inf, 0, 0, 0], dtype=np.float32)]))
     problems = {p.kind: p.detail for p in check(store.path)}
     assert problems["duplicate"].startswith("1111 is also in")

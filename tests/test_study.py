@@ -125,11 +125,16 @@ def test_paper_and_smoke_grids_load():
     }
     assert all(c.parameters["limit"] == 200 and c.parameters["dtype"] == "bfloat16" for c in paper.cells)
     hub = load_grid(studies / "paper-hub.yaml")  # the paper's own models: loads offline, runs with internet
-    assert len(hub.cells) == 2 * 6 + 6 and {c.parameters["limit"] for c in hub.cells} == {1000}
+    assert len(hub.cells) == 3 * 6 + 6 and {c.parameters["limit"] for c in hub.cells} == {1000}
     assert {(c.parameters["model"], c.parameters["dtype"]) for c in hub.cells} == {
         ("meta-llama/Meta-Llama-3-8B", "float32"),
         ("mistralai/Mixtral-8x7B-v0.1", "bfloat16"),
+        ("meta-llama/Meta-Llama-3-70B", "bfloat16"),
     }
+    (seventy,) = {
+        (c.parameters["backend"], c.parameters["gpus_per_worker"]) for c in hub.cells if "70B" in c.label
+    }
+    assert seventy == ("ray", 2)  # as the paper ran it: bfloat16, two 80 GB GPUs per worker
     smoke = load_grid(studies / "smoke.yaml")
     assert smoke.cells and all(c.parameters["limit"] == 8 for c in smoke.cells)
 

@@ -1,0 +1,75 @@
+"""The torch-only job: its arrays round-trip, the planner covers every coalition on every batch exactly
+once, its costs count the prefix tree's sharing, and split units reassemble into whole coalitions."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lsi.engine import TokenRequest
+from lsi.jobs import ScoringJob, Unit, UnitResult, executed_players, plan_units
+from lsi.scoring import _Assembly
+
+REQUESTS = [TokenRequest((1, 2, 3), (4,)), TokenRequest((1, 2, 3), (5, 6)), TokenRequest((7,), (8, 9, 10))]
+
+
+def test_a_job_round_trips_through_its_files(tmp_path: Path) -> None:
+    job = ScoringJob.from_requests(REQUESTS, max_length=16, batch_tokens=32, max_rows=4)
+    settings_ = job.save(tmp_path)
+    again = ScoringJob.load(tmp_path, **settings_)
+    assert again.requests() == REQUESTS and again.key == job.key
+    assert ScoringJob.from_requests(REQUESTS[:2], 16, 32, 4).key != job.key
+
+
+def test_executed_players_counts_shared_prefixes_once() -> None:
+    assert executed_players(["111", "110"]) == 3  # the two share players 0 and 1
+    assert executed_players(["011", "101"]) == 4  # player 2 runs on two different prefixes
+    assert executed_players(["111"] * 2) == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    coalitions=st.lists(st.text("01", min_size=6, max_size=6), min_size=1, max_size=40, unique=True),
+    batches=st.lists(st.integers(1, 500), min_size=1, max_size=12),
+    workers=st.integers(1, 16),
+)
+def test_units_cover_every_coalition_on_every_batch_once(coalitions, batches, workers) -> None:
+    units = plan_units(coalitions, batches, workers, chunk_size=8)
+    covered = Counter((c, b) for u in units for c in u.coalitions for b in u.batches)
+    assert set(covered) == {(c, b) for c in coalitions for b in range(len(batches))}
+    assert set(covered.values()) == {1}
+    assert [u.cost for u in units] == sorted((u.cost for u in units), reverse=True)
+    if workers == 1:
+        assert all(u.batches == tuple(range(len(batches))) for u in units)
+    else:  # batches are split before coalitions: a batch group keeps the prefix tree's sharing
+        assert len({u.batches for u in units}) == min(len(batches), 4 * workers)
+        assert len(units) >= min(4 * workers, len(batches) * len(coalitions))
+
+
+def test_one_worker_keeps_chunks_of_adjacent_coalitions() -> None:
+    coalitions = [format(i, "06b") for i in range(64)]
+    units = plan_units(coalitions, [10, 10], workers=1, chunk_size=32)
+    assert len(units) == 2 and {len(u.coalitions) for u in units} == {32}
+    for unit in units:  # sorted: each chunk is one half of the trie
+        assert len({c[0] for c in unit.coalitions}) == 1
+
+
+def test_split_units_reassemble_whole_coalitions() -> None:
+    parts = [Unit(("11", "10"), (0,)), Unit(("11", "10"), (1,))]
+    assembly = _Assembly(parts, n_requests=4)
+    first = UnitResult(
+        parts[0], np.array([0, 2]), np.array([[1.0, 2.0], [3.0, 4.0]]), np.ones((2, 2), bool), 2.0, "cpu"
+    )
+    assert assembly.add(first) == []  # half of each coalition's requests
+    second = UnitResult(
+        parts[1], np.array([1, 3]), np.array([[5.0, 6.0], [7.0, 8.0]]), np.zeros((2, 2), bool), 4.0, "cpu"
+    )
+    done = {c: (ll, gr, s) for c, ll, gr, s in assembly.add(second)}
+    np.testing.assert_array_equal(done["11"][0], [1.0, 5.0, 2.0, 6.0])
+    np.testing.assert_array_equal(done["10"][1], [True, False, True, False])
+    assert done["10"][2] == pytest.approx(3.0)  # each coalition's share of both units' time
