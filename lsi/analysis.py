@@ -67,7 +67,9 @@ def above_chance(per_doc: np.ndarray, chance: float, alpha: float = 0.05) -> boo
     return bool(stats.binomtest(hits, len(per_doc), chance, alternative="greater").pvalue < alpha)
 
 
-def ablation_table(store: ScoreStore, resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+def ablation_table(
+    store: ScoreStore, resamples: int = 1000, seed: int = 0, allow_nonfinite: bool = False
+) -> pd.DataFrame:
     """Single-player ablation from the store: score, drop, their bootstrap intervals and paired p-values.
 
     `attrs` holds the full model's score and interval, the chance level and whether the full model is
@@ -76,10 +78,15 @@ def ablation_table(store: ScoreStore, resamples: int = 1000, seed: int = 0) -> p
     meta = store.meta
     players = meta["players"]
     doc_column = f"doc_{meta['metric']}"
-    frame = store.frame().set_index("coalition")
+    frame = store.usable(allow_nonfinite).set_index("coalition")
     full_key = "1" * len(players)
     singles = single_removals(len(players))
     missing = [c for c in [full_key, *singles] if c not in frame.index]
+    if set(missing) & store.coalitions():
+        raise UserError(
+            f"coalition {missing[0]} of the ablation in {store.path} has non-finite log-likelihoods; "
+            "rescore in bfloat16 or float32, or pass --allow-nonfinite"
+        )
     if missing:
         raise UserError(f"the store {store.path} lacks the single-player ablation; run `lsi ablate` first")
     full_docs = np.asarray(frame.loc[full_key, doc_column], dtype=float)

@@ -37,13 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="lsi", description="Layer Shapley importance for LLMs")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("players", help="list a model's players, one per line")
-    add_arguments(p, ["model", "granularity", "dtype"])
+    add_arguments(p, ["model", "granularity", "dtype", "trust_remote_code"])
     p = sub.add_parser("score", help="score one coalition (all players but the dropped ones)")
     add_arguments(p, SCORING_OPTIONS)
     p.add_argument("--drop", default="", help="comma-separated players to remove, e.g. attn.0,mlp.3")
     p.add_argument("--json", **OUTPUT)
     p = sub.add_parser("ablate", help="score the full model and every single-player removal")
-    add_arguments(p, SCORING_OPTIONS)
+    add_arguments(p, [*SCORING_OPTIONS, "allow_nonfinite"])
     p.add_argument("--json", **OUTPUT)
     p = sub.add_parser("scores", help="print every stored coalition of a store (no model is loaded)")
     add_arguments(p, STORE_OPTIONS)
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "cornerstones", help="cornerstone players by the stated rule, with the paper's statistics"
     )
-    add_arguments(p, SCORING_OPTIONS)
+    add_arguments(p, [*SCORING_OPTIONS, "allow_nonfinite"])
     p.add_argument(
         "--max-gap-left", type=float, default=0.25, help="removal leaves less than this of full-chance"
     )
@@ -165,7 +165,7 @@ def cmd_players(args: argparse.Namespace) -> int:
     from lsi.players import list_players
 
     config = _config(args)
-    model = load_model(config.model, dtype=config.dtype.value).model
+    model = load_model(config.model, config.dtype.value, trust_remote_code=config.trust_remote_code).model
     for player in list_players(model, config.granularity.value):
         print(player.name)
     return 0
@@ -203,7 +203,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from lsi.pipeline import ablation, ablation_coalitions
 
     config, scorer, store = _scoring(args)
-    flagged = ablation(store, scorer, progress=not args.json)
+    flagged = ablation(store, scorer, progress=not args.json, allow_nonfinite=config.allow_nonfinite)
     store.compact()
     meta, rows = store.meta, store.frame().set_index("coalition")
     singles = ablation_coalitions(len(meta["players"]))[1:]
@@ -273,7 +273,8 @@ def cmd_cornerstones(args: argparse.Namespace) -> int:
     from lsi.pipeline import ablation
 
     config, scorer, store = _scoring(args)
-    flagged = ablation(store, scorer, CornerstoneRule(args.max_gap_left, args.alpha), progress=not args.json)
+    rule = CornerstoneRule(args.max_gap_left, args.alpha)
+    flagged = ablation(store, scorer, rule, progress=not args.json, allow_nonfinite=config.allow_nonfinite)
     shapley = None
     if args.estimate is not None:
         if not args.estimate.is_file():

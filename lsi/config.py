@@ -40,6 +40,9 @@ class RunConfig:
     dtype: DType = _option(DType.BFLOAT16, "weights and activations dtype", STORE)
     results_dir: str = _option("results", "folder holding the score stores", STORE, flag="--results")
     value: Value = _option(Value.SCORE, "the task's metric, or the gold log-likelihood margin", GAME)
+    allow_nonfinite: bool = _option(
+        False, "use coalitions with non-finite log-likelihoods (left out by default)", GAME
+    )
     estimator: str = _option("window", "window (the paper's), exact, permutation, kernelshap, ...", ESTIMATE)
     budget: int | None = _option(
         None, "distinct coalitions for sampling estimators (default: window's cost)", ESTIMATE, least=1
@@ -53,6 +56,9 @@ class RunConfig:
     batch_tokens: int = _option(4096, "most tokens (with padding) per forward batch", RUNTIME, least=1)
     threads: int | None = _option(
         None, "torch CPU threads (default: torch's choice; a Ray CPU worker's: 1)", RUNTIME, least=1
+    )
+    trust_remote_code: bool = _option(
+        False, "run the Python code a checkpoint ships (auto_map); read it first", RUNTIME
     )
     backend: Backend = _option(Backend.LOCAL, "run forward passes here, or on Ray workers", RUNTIME)
     address: str | None = _option(

@@ -168,6 +168,7 @@ class ModelSource:
     granularity: str
     players: tuple[str, ...]
     weights_sha256: str
+    trust_remote_code: bool = False
 
 
 def build_worker(
@@ -178,7 +179,7 @@ def build_worker(
 
     if threads:
         torch.set_num_threads(threads)
-    lm = load_model(source.spec, source.dtype, device, device_map)
+    lm = load_model(source.spec, source.dtype, device, device_map, source.trust_remote_code)
     if lm.identity.weights_sha256 != source.weights_sha256:
         raise UserError(
             f"the worker's {source.spec} has other weights than the driver's (sha256 "
@@ -214,7 +215,11 @@ def place_blocks(model: nn.Module, devices: Sequence[str]) -> None:
 
 
 def plan_units(
-    coalitions: Sequence[str], batch_tokens: Sequence[int], workers: int, chunk_size: int = 32
+    coalitions: Sequence[str],
+    batch_tokens: Sequence[int],
+    workers: int,
+    chunk_size: int = 32,
+    max_cost: float | None = None,
 ) -> list[Unit]:
     """Cut the work into units, costliest first: coalitions (sorted, so that shared prefixes are
     adjacent) in chunks, each over a group of batches.
@@ -222,7 +227,8 @@ def plan_units(
     One worker gets chunks of `chunk_size` over all batches. Several workers get at least four units
     each where the work allows (the schedule's tail stays short), split over batches first: documents
     are independent, so a batch group loses none of the prefix tree's sharing, while a smaller chunk
-    of coalitions shares fewer prefixes.
+    of coalitions shares fewer prefixes. `max_cost` caps a unit's cost where a single coalition
+    allows (what is not yet stored when a run stops is at most one unit per worker).
     """
     coalitions = sorted(dict.fromkeys(coalitions), reverse=True)
     if not coalitions:
@@ -230,10 +236,22 @@ def plan_units(
     wanted = 1 if workers == 1 else 4 * workers
     parts = _balanced_groups(batch_tokens, min(len(batch_tokens), wanted))
     n_chunks = min(len(coalitions), max(-(-len(coalitions) // chunk_size), -(-wanted // len(parts))))
+    units = _units(coalitions, n_chunks, parts, batch_tokens)
+    while max_cost is not None and n_chunks < len(coalitions) and units[0].cost > max_cost:
+        n_chunks = min(len(coalitions), 2 * n_chunks)
+        units = _units(coalitions, n_chunks, parts, batch_tokens)
+    return units
+
+
+def _units(
+    coalitions: list[str], n_chunks: int, parts: list[tuple[int, ...]], batch_tokens: Sequence[int]
+) -> list[Unit]:
+    """Coalitions in `n_chunks` near-equal consecutive chunks, each over every batch group, costliest
+    first."""
     bounds = [len(coalitions) * k // n_chunks for k in range(n_chunks + 1)]
-    chunks = [tuple(coalitions[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     units = []
-    for chunk in chunks:
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        chunk = tuple(coalitions[a:b])
         runs = executed_players(chunk) + len(chunk)  # + the head, once per coalition
         for part in parts:
             units.append(Unit(chunk, part, float(runs * sum(batch_tokens[i] for i in part))))

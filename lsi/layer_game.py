@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lsi.choices import Value
+from lsi.errors import UserError
 from lsi.game import DocumentGame, MissingCoalitionError, bit_strings
 from lsi.margins import margins as margins  # re-exported: callers import it from here
 from lsi.margins import row_margins
@@ -36,6 +37,7 @@ class LayerGame(DocumentGame):
         store: ScoreStore,
         value: str = "score",
         scorer: Scorer | Callable[[], Scorer] | None = None,
+        allow_nonfinite: bool = False,
     ) -> None:
         value = Value.parse(value).value
         meta = store.meta
@@ -44,7 +46,8 @@ class LayerGame(DocumentGame):
         self.store = store
         self.kind = value
         self._scorer = scorer
-        self._rows = {row["coalition"]: row for row in store.frame().to_dict("records")}
+        self.allow_nonfinite = allow_nonfinite
+        self._rows = {row["coalition"]: row for row in store.usable(allow_nonfinite).to_dict("records")}
 
     @property
     def scorer(self) -> Scorer | None:
@@ -56,6 +59,15 @@ class LayerGame(DocumentGame):
     def _compute_documents(self, coalitions: np.ndarray) -> np.ndarray:
         wanted = bit_strings(coalitions)
         missing = [c for c in wanted if c not in self._rows]
+        if missing and not self.allow_nonfinite:
+            self._rows.update(
+                {
+                    r["coalition"]: r
+                    for r in self.store.frame().to_dict("records")
+                    if r["coalition"] in missing
+                }
+            )
+            missing = [c for c in wanted if c not in self._rows]
         if missing:
             if self._scorer is None:
                 raise MissingCoalitionError(
@@ -64,6 +76,13 @@ class LayerGame(DocumentGame):
                 )
             scored = self.scorer.scores(missing)
             self._rows.update({row["coalition"]: row for row in scored.to_dict("records")})
+        for c in wanted:
+            if not self.allow_nonfinite and (self._rows[c].get("nonfinite") or 0) > 0:
+                raise UserError(
+                    f"coalition {c} has {self._rows[c]['nonfinite']} request(s) with non-finite "
+                    "log-likelihoods (a float16 overflow?); rescore in bfloat16 or float32, or pass "
+                    "--allow-nonfinite"
+                )
         return np.stack([self._document_values(self._rows[c]) for c in wanted])
 
     def _document_values(self, row: dict) -> np.ndarray:

@@ -4,9 +4,11 @@ stable identity (name + weights hash) that every result records.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -135,48 +137,75 @@ def _hub_snapshot(repo_id: str) -> Path:
 
 
 def load_model(
-    spec: str, dtype: str = "float32", device: str = "cpu", device_map: str | dict | None = None
+    spec: str,
+    dtype: str = "float32",
+    device: str = "cpu",
+    device_map: str | dict | None = None,
+    trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Load a CausalLM for scoring, in eval mode, with SDPA attention where the family allows it.
 
     `device_map` (accelerate's: "balanced", or module name -> device, "cpu" or "disk") splits a model
-    too large for one device over several; `device` is then ignored."""
+    too large for one device over several; `device` is then ignored. `trust_remote_code`: run the
+    Python code a checkpoint ships (its config's `auto_map`); without it such a model is refused."""
     torch_dtype = parse_dtype(dtype)
     if device_map is None and torch.device(device).type == "cpu":
         retain_freed_memory()
     source, directory, gguf_file, title, pinned = _resolve(spec)
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    kwargs = _load_kwargs(gguf_file, trust_remote_code)
     if gguf_file and os.environ.get("LSI_QUIET_LOADING") == "1":
         _quiet_gguf_conversion()
-    if device_map is None:
-        model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype, **kwargs).to(device)
-    else:
-        offload = {"offload_folder": str(cache_dir() / "offload")} if "disk" in str(device_map) else {}
-        model = AutoModelForCausalLM.from_pretrained(
-            directory, dtype=torch_dtype, device_map=device_map, **offload, **kwargs
-        )
-    return _loaded(spec, model.eval(), directory, gguf_file, source, title, pinned, dtype)
+    with _remote_code_refused(spec):
+        if device_map is None:
+            model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype, **kwargs).to(device)
+        else:
+            offload = {"offload_folder": str(cache_dir() / "offload")} if "disk" in str(device_map) else {}
+            model = AutoModelForCausalLM.from_pretrained(
+                directory, dtype=torch_dtype, device_map=device_map, **offload, **kwargs
+            )
+    return _loaded(spec, model.eval(), directory, kwargs, source, title, pinned, dtype)
 
 
-def load_skeleton(spec: str, dtype: str = "float32") -> LoadedModel:
+def load_skeleton(spec: str, dtype: str = "float32", trust_remote_code: bool = False) -> LoadedModel:
     """The model's structure on the meta device, with its tokenizer and identity, and no weights read:
     enough for players, configuration and lm-eval's tokenisation (a Ray driver on a login node)."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig
 
     source, directory, gguf_file, title, pinned = _resolve(spec)
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    config = AutoConfig.from_pretrained(directory, **kwargs)
-    with init_empty_weights():
-        model = AutoModelForCausalLM.from_config(config, dtype=parse_dtype(dtype))
-    return _loaded(spec, model.eval(), directory, gguf_file, source, title, pinned, dtype)
+    kwargs = _load_kwargs(gguf_file, trust_remote_code)
+    with _remote_code_refused(spec):
+        config = AutoConfig.from_pretrained(directory, **kwargs)
+        with init_empty_weights():
+            model = AutoModelForCausalLM.from_config(
+                config, dtype=parse_dtype(dtype), trust_remote_code=trust_remote_code
+            )
+    return _loaded(spec, model.eval(), directory, kwargs, source, title, pinned, dtype)
+
+
+def _load_kwargs(gguf_file: str | None, trust_remote_code: bool) -> dict[str, object]:
+    return {"trust_remote_code": trust_remote_code} | ({"gguf_file": gguf_file} if gguf_file else {})
+
+
+@contextlib.contextmanager
+def _remote_code_refused(spec: str) -> Iterator[None]:
+    """transformers' refusal of a checkpoint's own code, as one line that names the flag."""
+    try:
+        yield
+    except ValueError as err:
+        if "trust_remote_code" not in str(err):
+            raise
+        raise UserError(
+            f"{spec} ships its own model code (auto_map in its config), which lsi runs only with "
+            "--trust-remote-code: read that code first"
+        ) from None
 
 
 def _loaded(
     spec: str,
     model: PreTrainedModel,
     directory: Path,
-    gguf_file: str | None,
+    kwargs: dict[str, object],
     source: str,
     title: str,
     pinned: str | None,
@@ -184,8 +213,9 @@ def _loaded(
 ) -> LoadedModel:
     """The loaded (or skeleton) model with its tokenizer and identity (the weight files' hash)."""
     model.config.use_cache = False
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
+    with _remote_code_refused(spec):
+        tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
+    gguf_file = kwargs.get("gguf_file")
     n_blocks = len(get_path(model, architecture(model).layers))
     if gguf_file:
         weights = [directory / gguf_file]

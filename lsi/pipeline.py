@@ -74,10 +74,12 @@ def build_scorer(config: RunConfig) -> Scorer:
         from lsi.cluster import connect
 
         session = connect(config.address)  # fails fast on a bad address or a missing Ray
-        lm = load_skeleton(config.model, dtype=config.dtype.value)
+        lm = load_skeleton(config.model, config.dtype.value, config.trust_remote_code)
         backend = functools.partial(_ray_backend, config, session)
     else:
-        lm = load_model(config.model, dtype=config.dtype.value, device=config.device)
+        lm = load_model(
+            config.model, config.dtype.value, config.device, trust_remote_code=config.trust_remote_code
+        )
     return Scorer(
         lm,
         task,
@@ -101,6 +103,7 @@ def _ray_backend(config: RunConfig, session: tuple[Any, bool], scorer: Scorer) -
         config.granularity.value,
         tuple(p.name for p in scorer.players),
         scorer.lm.identity.weights_sha256,
+        config.trust_remote_code,
     )
     return RayBackend(source, config, session)
 
@@ -134,11 +137,13 @@ def ablation(
     scorer: Callable[[], Scorer],
     rule: CornerstoneRule | None = None,
     progress: bool = True,
+    allow_nonfinite: bool = False,
 ) -> pd.DataFrame:
     """The single-player ablation table with its cornerstones (by `rule`, or the default rule),
     scoring what the store lacks."""
     ensure_scored(store, ablation_coalitions(len(store.meta["players"])), scorer, progress)
-    return cornerstones(ablation_table(store), rule or CornerstoneRule())
+    table = ablation_table(store, allow_nonfinite=allow_nonfinite)
+    return cornerstones(table, rule or CornerstoneRule())
 
 
 def shapley(
@@ -149,7 +154,7 @@ def shapley(
 ) -> tuple[Estimate, Path, dict]:
     """The configuration's Shapley estimate (over `players` only, the others always kept, if given),
     saved next to the store; returns the estimate, its file and the record written."""
-    game = LayerGame(store, config.value.value, scorer=scorer)
+    game = LayerGame(store, config.value.value, scorer=scorer, allow_nonfinite=config.allow_nonfinite)
     if players:
         unknown = [name for name in players if name not in game.names]
         if unknown:
@@ -244,7 +249,7 @@ def run_cell(config: RunConfig, progress: bool = True) -> CellResult:
 
 def _cell(config: RunConfig, scorer: LazyScorer, progress: bool) -> CellResult:
     store = open_store(config, scorer)
-    flagged = ablation(store, scorer, progress=progress)
+    flagged = ablation(store, scorer, progress=progress, allow_nonfinite=config.allow_nonfinite)
     result, path, _ = shapley(config, store, scorer)
     statistics = summary_statistics(flagged, result.values if config.value is Value.SCORE else None)
     cell = CellResult(config, store, flagged, result, statistics, [path])

@@ -10,6 +10,8 @@ of the same torch-only job (`lsi.jobs`); only this process writes the store.
 from __future__ import annotations
 
 import functools
+import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from lsi import claims
 from lsi.engine import TokenRequest
 from lsi.errors import UserError
 from lsi.jobs import ScoringJob, Unit, UnitResult, Worker, padded_tokens, plan_units
@@ -39,6 +42,10 @@ def near_tie(values: Sequence[float], tolerance: float = TIE_TOLERANCE) -> bool:
     """Whether the best two of a document's choice scores are closer than the tolerance."""
     top = sorted(values, reverse=True)[:2]
     return len(top) == 2 and top[0] - top[1] < tolerance
+
+
+WAIT_S = 2.0  # how often a writer looks whether another has stored what it claimed
+UNIT_S = 120.0  # a work unit's target length: what a stopped run may lose
 
 
 class Backend(Protocol):
@@ -137,22 +144,30 @@ class Scorer:
         )
         self.batch_costs = padded_tokens(self.job.batches())
         self.chunk_size = chunk_size
+        self._rate: float | None = None  # measured seconds per unit of planned cost
         self.backend = backend(self) if backend else LocalBackend(Worker(lm.model, self.players))
         path = store_dir(results, lm.identity.name, self.task.name, granularity, lm.dtype, limit)
         self.store = ScoreStore.open(path, self.meta())
 
     def meta(self) -> dict:
-        """Everything a result file must say about how it was made."""
-        return store_meta(
-            self.lm,
-            self.task,
-            self.docs,
-            self.limit,
-            self.granularity,
-            self.players,
-            self.backend.device,
-            self.max_length,
-            FORMAT,
+        """Everything a result file must say about how it was made (on a GPU, whether torch's
+        deterministic kernels were on: without them two runs may differ in the last bits)."""
+        import torch
+
+        deterministic = {"deterministic_kernels": torch.are_deterministic_algorithms_enabled()}
+        return (
+            store_meta(
+                self.lm,
+                self.task,
+                self.docs,
+                self.limit,
+                self.granularity,
+                self.players,
+                self.backend.device,
+                self.max_length,
+                FORMAT,
+            )
+            | deterministic
         )
 
     def scores(self, coalitions: Iterable[str], progress: bool = True) -> pd.DataFrame:
@@ -161,25 +176,47 @@ class Scorer:
         for c in wanted:
             if len(c) != len(self.players) or set(c) - {"0", "1"}:
                 raise UserError(f"coalition '{c}' is not a bit string of length {len(self.players)}")
-        frame = self.store.frame()
-        missing = sorted(set(wanted) - set(frame["coalition"]), reverse=True)  # shared prefixes adjacent
-        if missing:
-            units = plan_units(missing, self.batch_costs, self.backend.workers, self.chunk_size)
-            assembly = _Assembly(units, len(self.requests))
-            bar = tqdm(
-                total=sum(u.size for u in units),
-                desc=f"{self.task.name} {len(missing)} coalitions",
-                unit="coalition-batch",
-                disable=not progress,
-            )
-            with bar:
+        waiting = False
+        while missing := [c for c in wanted if c not in self.store.coalitions()]:
+            mine = claims.claim(self.store, missing)
+            if not mine:  # another writer claimed them: wait until it has stored them (or is gone)
+                if progress and not waiting:
+                    note = f"waiting for another writer of {self.store.path} ({len(missing)} coalitions)"
+                    tqdm.write(note, file=sys.stderr)
+                waiting = True
+                time.sleep(WAIT_S)
+                continue
+            try:
+                self._score(mine, progress)
+            finally:
+                claims.release(self.store)
+        return self.store.frame().set_index("coalition").loc[wanted].reset_index()
+
+    def _score(self, coalitions: list[str], progress: bool) -> None:
+        """Score in units of at most about UNIT_S seconds each, so that a stopped run loses no more:
+        a first round of two coalitions measures the seconds per unit of cost, if not known yet."""
+        todo = sorted(coalitions, reverse=True)
+        bar = tqdm(
+            total=len(todo) * len(self.batch_costs),
+            desc=f"{self.task.name} {len(todo)} coalitions",
+            unit="coalition-batch",
+            disable=not progress,
+        )
+        with bar:
+            while todo:
+                take, todo = (todo, []) if self._rate else (todo[:2], todo[2:])
+                limit = UNIT_S / self._rate if self._rate else None
+                units = plan_units(take, self.batch_costs, self.backend.workers, self.chunk_size, limit)
+                assembly = _Assembly(units, len(self.requests))
+                spent, cost = 0.0, 0.0
                 for result in self.backend.run(self.job, units, bar.update):
+                    spent, cost = spent + result.seconds, cost + result.unit.cost
                     done = assembly.add(result)
                     if done:
-                        coalitions, loglik, greedy, seconds = zip(*done, strict=True)
-                        self._append(coalitions, np.stack(loglik), np.stack(greedy), seconds, result.device)
-            frame = self.store.frame()  # re-read only when new parts were written
-        return frame.set_index("coalition").loc[wanted].reset_index()
+                        stored, loglik, greedy, seconds = zip(*done, strict=True)
+                        self._append(stored, np.stack(loglik), np.stack(greedy), seconds, result.device)
+                        claims.touch(self.store)
+                self._rate = spent / cost if cost else self._rate
 
     def close(self) -> None:
         """Stop the backend's workers (a Ray backend's actors, and its local instance)."""
@@ -226,6 +263,7 @@ class Scorer:
             "acc_norm": metrics["acc_norm"],
             "score": metrics["score"],
             "near_ties": ties,
+            "nonfinite": int((~np.isfinite(loglik)).sum()),
             "loglik": loglik.astype(np.float32),
             "doc_acc": np.array([m["acc"] for m in per_doc], dtype=np.int8),
             "doc_acc_norm": np.array([m["acc_norm"] for m in per_doc], dtype=np.int8)

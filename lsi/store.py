@@ -58,6 +58,10 @@ FORMAT = 1
 SLIM_ZSTD_LEVEL = 19
 
 
+class NonFiniteWarning(UserWarning):
+    """Coalitions whose log-likelihoods are not all finite were left out of values and tables."""
+
+
 class DamagedPartWarning(UserWarning):
     """A part file could not be read; its coalitions are left out until scored again."""
 
@@ -135,6 +139,25 @@ class ScoreStore:
             return pd.DataFrame(columns=["coalition"])
         frame = pd.concat(frames, ignore_index=True)
         return frame.drop_duplicates("coalition", keep="first").reset_index(drop=True)
+
+    def usable(self, allow_nonfinite: bool = False) -> pd.DataFrame:
+        """The rows that may enter game values and tables: without coalitions that have non-finite
+        log-likelihoods (a float16 overflow), each left out with a `NonFiniteWarning` that says why,
+        unless `allow_nonfinite`."""
+        frame = self.frame()
+        if allow_nonfinite or "nonfinite" not in frame:
+            return frame
+        bad = frame["nonfinite"].fillna(0) > 0
+        if bad.any():
+            first = frame[bad].iloc[0]
+            warnings.warn(
+                f"{int(bad.sum())} coalition(s) of {self.path} have non-finite log-likelihoods (e.g. "
+                f"{first['coalition']}: {int(first['nonfinite'])} requests), left out of values and tables; "
+                f"rescore in bfloat16 or float32, or pass --allow-nonfinite to use them",
+                NonFiniteWarning,
+                stacklevel=2,
+            )
+        return frame[~bad].reset_index(drop=True)
 
     def coalitions(self) -> set[str]:
         """The coalitions stored in readable parts (a damaged part's count as not scored)."""

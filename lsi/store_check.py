@@ -112,10 +112,14 @@ def _non_finite(part: Path, table: pa.Table) -> list[Problem]:
     scores = np.asarray(table.column("score").to_numpy(zero_copy_only=False), dtype=float)
     if not np.isfinite(scores).all():
         problems.append(Problem(part, "non-finite", f"{int((~np.isfinite(scores)).sum())} score(s)"))
+    # Requests a scorer found non-finite and recorded (`nonfinite`): known, left out of values, not damage.
+    recorded = sum(table.column("nonfinite").to_pylist()) if "nonfinite" in table.column_names else 0
     for name in FINITE_LISTS:
         if name in table.column_names:
             values = table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
             count = int((~np.isfinite(np.asarray(values, dtype=float))).sum())
-            if count:
+            if name == "loglik":
+                count -= recorded
+            if count > 0:
                 problems.append(Problem(part, "non-finite", f"{count} value(s) in {name}"))
     return problems

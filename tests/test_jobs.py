@@ -73,3 +73,17 @@ def test_split_units_reassemble_whole_coalitions() -> None:
     np.testing.assert_array_equal(done["11"][0], [1.0, 5.0, 2.0, 6.0])
     np.testing.assert_array_equal(done["10"][1], [True, False, True, False])
     assert done["10"][2] == pytest.approx(3.0)  # each coalition's share of both units' time
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    coalitions=st.lists(st.text("01", min_size=6, max_size=6), min_size=1, max_size=40, unique=True),
+    batches=st.lists(st.integers(1, 500), min_size=1, max_size=6),
+    workers=st.integers(1, 4),
+    max_cost=st.floats(1, 50_000),
+)
+def test_a_cost_cap_bounds_every_unit_that_a_single_coalition_allows(coalitions, batches, workers, max_cost):
+    units = plan_units(coalitions, batches, workers, chunk_size=32, max_cost=max_cost)
+    assert all(u.cost <= max_cost or len(u.coalitions) == 1 for u in units)
+    covered = Counter((c, b) for u in units for c in u.coalitions for b in u.batches)
+    assert set(covered.values()) == {1} and len(covered) == len(coalitions) * len(batches)

@@ -145,3 +145,34 @@ def test_cumulative_removal_scores_the_nested_coalitions(smollm, tmp_path):
     assert curve["score"].iloc[-1] == scorer.scores([last], progress=False)["score"].iloc[0]
     with pytest.raises(ValueError, match="unknown players in the removal order: attn.0"):
         cumulative_removal(scorer, ["attn.0"])
+
+
+@pytest.fixture
+def nonfinite_store(store, tmp_path):
+    """The same coalitions, one single removal (1011) with two non-finite requests."""
+    frame = store.frame()
+    frame["nonfinite"] = (frame["coalition"] == "1011") * 2
+    other = ScoreStore.open(tmp_path / "nonfinite", store.meta)
+    other.append(frame)
+    return other
+
+
+def test_non_finite_coalitions_are_left_out_with_the_reason_unless_allowed(nonfinite_store):
+    from lsi.errors import UserError
+    from lsi.store import NonFiniteWarning
+
+    with pytest.warns(NonFiniteWarning, match="1011: 2 requests.*--allow-nonfinite"):
+        assert "1011" not in set(nonfinite_store.usable()["coalition"])
+    assert len(nonfinite_store.usable(allow_nonfinite=True)) == 2**N_PLAYERS
+    with pytest.warns(NonFiniteWarning), pytest.raises(UserError, match="1011 of the ablation.*non-finite"):
+        ablation_table(nonfinite_store)
+    assert len(ablation_table(nonfinite_store, allow_nonfinite=True)) == N_PLAYERS
+    with pytest.warns(NonFiniteWarning):
+        game = LayerGame(nonfinite_store)
+    with pytest.raises(UserError, match="coalition 1011 has 2 request.*--allow-nonfinite"):
+        game.value(np.array([[True, False, True, True]]))
+    assert game.value(np.array([[True, True, True, True]]))[0] == pytest.approx(
+        nonfinite_store.frame().set_index("coalition").at["1111", "score"]
+    )
+    allowed = LayerGame(nonfinite_store, allow_nonfinite=True)
+    assert np.isfinite(allowed.value(np.array([[True, False, True, True]]))).all()

@@ -60,3 +60,49 @@ def test_hub_ids_take_the_ordinary_hub_path(monkeypatch):
     with pytest.raises(ValueError, match="unknown model 'org/model'.*hub could not provide it"):
         load_model("org/model")
     assert asked == ["org/model"]
+
+
+CUSTOM_CODE = """
+import os
+from pathlib import Path
+
+from transformers import LlamaConfig, LlamaForCausalLM
+
+Path(os.environ["LSI_REMOTE_CODE_MARKER"]).write_text("the checkpoint's own code ran")
+
+
+class ShippedConfig(LlamaConfig):
+    model_type = "shipped_llama"
+
+
+class ShippedModel(LlamaForCausalLM):
+    config_class = ShippedConfig
+"""
+
+
+def test_a_checkpoints_own_code_runs_only_when_trusted(tmp_path, smollm, monkeypatch):
+    """A checkpoint whose config names its own classes (auto_map) is refused in one line; its code
+    runs (and writes the marker) only with trust_remote_code."""
+    import json
+
+    from lsi.architectures import UnsupportedModelError
+    from lsi.errors import UserError
+
+    folder = tmp_path / "shipped"
+    tiny_model("llama").save_pretrained(folder)
+    smollm.tokenizer.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config |= {
+        "model_type": "shipped_llama",
+        "auto_map": {"AutoConfig": "shipped.ShippedConfig", "AutoModelForCausalLM": "shipped.ShippedModel"},
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "shipped.py").write_text(CUSTOM_CODE)
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("LSI_REMOTE_CODE_MARKER", str(marker))
+    with pytest.raises(UserError, match="ships its own model code.*--trust-remote-code"):
+        load_model(str(folder))
+    assert not marker.exists()
+    with pytest.raises(UnsupportedModelError, match="'shipped_llama'"):  # lsi's table, after the code ran
+        load_model(str(folder), trust_remote_code=True)
+    assert marker.exists()
