@@ -120,12 +120,13 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-class Stopped(KeyboardInterrupt):
-    """SIGTERM (a scheduler's or `kill`'s stop), handled as Ctrl-C is."""
+_SIGNALS: list[int] = []  # the stop signals received: the exit status names the last
 
 
 def _stop(signum: int, _frame: object) -> None:
-    raise Stopped(signum)
+    """SIGTERM (a scheduler's or `kill`'s stop), handled as Ctrl-C is."""
+    _SIGNALS.append(signum)
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,10 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"lsi: error: {err}", file=sys.stderr)
         return 2
-    except (
-        KeyboardInterrupt
-    ) as stop:  # the workers stop at exit (lsi.cluster); the store keeps what was scored
-        signum = stop.args[0] if isinstance(stop, Stopped) else signal.SIGINT
+    except KeyboardInterrupt:  # the workers stop at exit (lsi.cluster); the store keeps what was scored
+        signum = _SIGNALS[-1] if _SIGNALS else signal.SIGINT
         print("lsi: interrupted; every coalition scored so far is stored: rerun to resume", file=sys.stderr)
         return 128 + signum
 
