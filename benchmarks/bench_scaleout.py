@@ -100,7 +100,13 @@ def made() -> dict:
 
 
 def measure(args: argparse.Namespace) -> dict:
-    setting = {"model": args.model, "task": args.task, "limit": args.limit, "granularity": "block"}
+    setting = {
+        "model": args.model,
+        "task": args.task,
+        "limit": args.limit,
+        "granularity": "block",
+        "dtype": args.dtype,
+    }
     rng = np.random.default_rng(0)
     n = 30
     coalitions = ["1" * n, *single_removals(n)]
