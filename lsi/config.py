@@ -39,6 +39,9 @@ class RunConfig:
     limit: int | None = _option(None, "lm-eval limit: the first N documents (per subtask)", STORE, least=1)
     dtype: DType = _option(DType.BFLOAT16, "weights and activations dtype", STORE)
     results_dir: str = _option("results", "folder holding the score stores", STORE, flag="--results")
+    include_path: str | None = _option(
+        None, "folders of your own lm-eval task YAMLs, ':'-separated (lm-eval's --include_path)", STORE
+    )
     value: Value = _option(Value.SCORE, "the task's metric, or the gold log-likelihood margin", GAME)
     allow_nonfinite: bool = _option(
         False, "use coalitions with non-finite log-likelihoods (left out by default)", GAME

@@ -19,13 +19,18 @@ from lsi.game import DocumentGame, MissingCoalitionError, bit_strings
 from lsi.margins import margins as margins  # re-exported: callers import it from here
 from lsi.margins import row_margins
 from lsi.store import ScoreStore
+from lsi.values import document_values, is_perplexity
 
 if TYPE_CHECKING:  # the game reads stores without the model stack; a scorer comes from the caller
     from lsi.scoring import Scorer
 
 
-def chance_level(meta: dict) -> float:
-    """The score of guessing: 1 / number of choices, or the majority-class rate where that is higher."""
+def chance_level(meta: dict) -> float | None:
+    """The score of guessing: 1 / number of choices, or the majority-class rate where that is higher;
+    0 for exact match and other tasks without choices; none for a perplexity (no floor is known
+    without scoring the empty model)."""
+    if is_perplexity(meta["metric"]):
+        return None
     return max(meta["chance"], meta["majority_rate"])
 
 
@@ -88,5 +93,4 @@ class LayerGame(DocumentGame):
     def _document_values(self, row: dict) -> np.ndarray:
         if self.kind == "margin":
             return row_margins(self.store.meta, row)
-        metric = self.store.meta["metric"]
-        return np.asarray(row[f"doc_{metric}"], dtype=float)
+        return document_values(self.store.meta, row)

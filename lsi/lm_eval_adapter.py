@@ -38,6 +38,7 @@ INTERNALS = (
     "lm_eval.tasks._factory:TaskFactory._load_full_config",
     "lm_eval.tasks._index:Entry",
     "lm_eval.tasks._index:Kind.TASK",
+    "lm_eval.tasks._index:Kind.GROUP",
     "lm_eval.models.huggingface:HFLM._encode_pair",
     "lm_eval.models.huggingface:HFLM.prefix_token_id",
     "lm_eval.utils:apply_template",
@@ -46,7 +47,7 @@ INTERNALS = (
 )
 LM_EVAL_TASKS = Path(lm_eval.__file__).parent / "tasks"
 
-__all__ = ["ConfigurableTask", "Group", "LM_EVAL_TASKS", "TESTED_VERSION"]
+__all__ = ["ConfigurableTask", "Group", "LM_EVAL_TASKS", "TESTED_VERSION", "TaskManager"]
 
 
 def version() -> str:
@@ -85,24 +86,49 @@ def check() -> None:
 
 
 @functools.cache
-def task_manager(folder: str) -> TaskManager:
-    """A TaskManager indexing only one folder of lm-eval's tasks: indexing all its YAMLs takes ~8 s."""
+def task_manager(include: tuple[str, ...] = (), defaults: bool = True) -> TaskManager:
+    """A TaskManager over some folders of task YAMLs, with or without lm-eval's own (indexing all of
+    lm-eval's 14,000 YAMLs takes ~8 s, one folder a few milliseconds)."""
     check()
-    return TaskManager(include_path=str(LM_EVAL_TASKS / folder), include_defaults=False)
+    return TaskManager(include_path=list(include) or None, include_defaults=defaults)
 
 
-def stock_config(folder: str, task: str) -> dict[str, Any]:
-    """The stock YAML of a (sub)task, includes resolved, before any re-pointing."""
+def stock_folder(folder: str) -> TaskManager:
+    """A TaskManager indexing only one folder of lm-eval's tasks."""
+    return task_manager((str(LM_EVAL_TASKS / folder),), False)
+
+
+def full_config(manager: TaskManager, task: str) -> dict[str, Any]:
+    """The YAML of a (sub)task, includes resolved, before any re-pointing."""
     factory = internal("lm_eval.tasks._factory:TaskFactory")()
-    return factory._load_full_config(task_manager(folder).task_index[task])
+    return factory._load_full_config(manager.task_index[task])
+
+
+def is_leaf(entry: Any) -> bool:
+    """Whether an index entry is one YAML task (not a group, tag or Python-defined task)."""
+    return entry.kind is internal("lm_eval.tasks._index:Kind.TASK")
+
+
+def group_members(manager: TaskManager) -> dict[str, list[str]]:
+    """{group or tag: its member names}: a group's YAML lists them, a tag's members carry it."""
+    kinds = internal("lm_eval.tasks._index:Kind")
+    out: dict[str, list[str]] = {}
+    for name, entry in manager.task_index.items():
+        if entry.kind is kinds.GROUP:
+            members = (entry.cfg or {}).get("task")
+            members = members if isinstance(members, list) else [members]
+            out[name] = [m if isinstance(m, str) else None for m in members]  # None: defined inline
+        for tag in entry.tags:
+            out.setdefault(tag, []).append(name)
+    return out
 
 
 def build_task(
-    folder: str, name: str, repoint: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    manager: TaskManager, name: str, repoint: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 ) -> ConfigurableTask | Group:
     """Build lm-eval's Task (or Group of Tasks) the way TaskManager.load does; `repoint` rewrites each
     leaf task's full config before its Task is built (e.g. to read offline data files)."""
-    index = task_manager(folder).task_index
+    index = manager.task_index
     factory_class = internal("lm_eval.tasks._factory:TaskFactory")
     leaf = internal("lm_eval.tasks._index:Kind.TASK")
 
@@ -199,3 +225,62 @@ def encode_pairs(wrapper: Any, pairs: Sequence[tuple[str, str]]) -> list[tuple[l
         else:
             out.append(wrapper._encode_pair(context, continuation))
     return out
+
+
+# ---------------------------------------------------------------- filters
+
+
+def filter_names(task: ConfigurableTask) -> list[str]:
+    """The names of a task's filter pipelines ("none" when it has no filter_list), in order."""
+    return [ensemble.name for ensemble in task._filters]
+
+
+def filtered(task: ConfigurableTask, doc: dict[str, Any], responses: Sequence[Any]) -> dict[str, list[Any]]:
+    """Each filter pipeline's output for one document's responses (one per request), as
+    `FilterEnsemble.apply` computes it over Instances: filters are per instance, so a document alone
+    gets what it gets inside a whole task."""
+    out = {}
+    for ensemble in task._filters:
+        resps: Any = [[response] for response in responses]
+        for make in ensemble.filters:
+            resps = list(make().apply(resps, [doc] * len(responses)))
+        out[ensemble.name] = resps
+    return out
+
+
+def rolling_windows(wrapper: Any, text: str) -> list[tuple[list[int], list[int]]]:
+    """(context, continuation) token windows of one rolling log-likelihood request, as
+    `HFLM.loglikelihood_rolling` makes them: disjoint windows of at most max_length tokens."""
+    windows = lm_eval.utils.get_rolling_token_windows(
+        token_list=wrapper.tok_encode(text),
+        prefix_token=wrapper.prefix_token_id,
+        max_seq_len=wrapper.max_length,
+        context_len=1,
+    )
+    return [lm_eval.utils.make_disjoint_window(window) for window in windows]
+
+
+def generation_request(
+    wrapper: Any, context: str, gen_kwargs: dict[str, Any]
+) -> tuple[list[int], list[str], int]:
+    """(prompt tokens, stop strings, token budget) of one generate_until request, as
+    `HFLM.generate_until` prepares it: stop strings get the end-of-sequence text, the prompt keeps
+    its last max_length - max_gen_toks tokens."""
+    from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
+
+    kwargs = normalize_gen_kwargs(dict(gen_kwargs), wrapper.max_gen_toks)
+    eos = wrapper.tok_decode(wrapper.eot_token_id, skip_special_tokens=False)
+    until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
+    max_gen_toks = kwargs.pop("max_gen_toks")
+    ids, _ = wrapper.tok_batch_encode(
+        [context], left_truncate_len=wrapper.max_length - max_gen_toks, truncation=wrapper.truncation
+    )
+    return ids[0].tolist(), until, max_gen_toks
+
+
+def generated_text(wrapper: Any, tokens: Sequence[int], until: Sequence[str]) -> str:
+    """The text lm-eval keeps of generated tokens: decoded, special tokens skipped, cut at the first
+    stop string."""
+    from lm_eval.models.utils import postprocess_generated_text
+
+    return postprocess_generated_text(wrapper.tok_decode(list(tokens)), list(until), None)

@@ -68,7 +68,8 @@ def build_scorer(config: RunConfig) -> Scorer:
 
     if config.threads and config.backend is Backend.LOCAL:
         torch.set_num_threads(config.threads)
-    task = load_task(config.task)  # fails fast on an unknown task, before the model loads
+    # fails fast on an unknown task, before the model loads
+    task = load_task(config.task, include_path=[config.include_path] if config.include_path else [])
     backend = None
     if config.backend is Backend.RAY:
         from lsi.cluster import connect

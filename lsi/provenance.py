@@ -70,6 +70,7 @@ def store_meta(
         "players": [p.name for p in players],
         "lm_eval": described["lm_eval"],
         "versions": versions(),
+        "task_files": task.identity(),
         "n_docs": len(docs),
         "chance": task.chance(docs),
         # Over the whole split: on a small slice the most frequent gold index is mostly noise.
@@ -83,6 +84,7 @@ def store_meta(
                 "n_choices": len(d.requests),
                 "choice_chars": [len(c) for c in d.choices],  # acc_norm's divisors
             }
+            | task.document_counts(d)
             for d in docs
         ],
         "tie_tolerance": TIE_TOLERANCE,

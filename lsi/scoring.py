@@ -10,6 +10,7 @@ of the same torch-only job (`lsi.jobs`); only this process writes the store.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,19 +24,34 @@ from tqdm.auto import tqdm
 from lsi import claims
 from lsi.engine import TokenRequest
 from lsi.errors import UserError
+from lsi.generation import GenerationRequest, generate
 from lsi.jobs import ScoringJob, Unit, UnitResult, Worker, padded_tokens, plan_units
-from lsi.lm_eval_adapter import encode_pairs
+from lsi.lm_eval_adapter import encode_pairs, generated_text, generation_request, rolling_windows
+from lsi.masking import skip
 from lsi.models import LoadedModel
 from lsi.players import Player, list_players
 from lsi.provenance import TIE_TOLERANCE, now, store_meta
 from lsi.store import FORMAT, ScoreStore, store_dir
-from lsi.tasks import Document, TaskSet, load_task
+from lsi.tasks import GOLD_LOGLIK, Document, TaskSet, load_task
 
 
-def encode_requests(hflm: object, docs: Sequence[Document]) -> list[TokenRequest]:
-    """lm-eval's own tokenisation of every request of the documents, in order."""
-    pairs = [request for doc in docs for request in doc.requests]
-    return [TokenRequest(tuple(ctx), tuple(cont)) for ctx, cont in encode_pairs(hflm, pairs)]
+def encode_requests(
+    hflm: object, docs: Sequence[Document], task: TaskSet
+) -> tuple[list[TokenRequest], np.ndarray]:
+    """lm-eval's own tokenisation of every log-likelihood request of the documents, in order, and for
+    each token request the lm-eval request it belongs to (a rolling log-likelihood is a sum over
+    windows). A generative task's are each document's first gold answer after its prompt."""
+    if task.output_type == "generate_until":
+        requests = [task.gold_request(doc) for doc in docs]
+    else:
+        requests = [request for doc in docs for request in doc.requests]
+    if task.output_type == "loglikelihood_rolling":
+        windows = [rolling_windows(hflm, text) for (text,) in requests]
+        owner = np.repeat(np.arange(len(windows)), [len(w) for w in windows])
+        pairs = [pair for w in windows for pair in w]
+    else:
+        pairs, owner = encode_pairs(hflm, requests), np.arange(len(requests))
+    return [TokenRequest(tuple(ctx), tuple(cont)) for ctx, cont in pairs], owner
 
 
 def near_tie(values: Sequence[float], tolerance: float = TIE_TOLERANCE) -> bool:
@@ -135,7 +151,22 @@ class Scorer:
         self.granularity = granularity
         self.docs = self.task.documents(limit)
         hflm = lm.hflm()
-        self.requests = encode_requests(hflm, self.docs)
+        self.requests, self.owner = encode_requests(hflm, self.docs, self.task)
+        self.hflm = hflm
+        self.generation = (
+            [
+                GenerationRequest(tuple(ids), tuple(until), budget)
+                for doc in self.docs
+                for ids, until, budget in [generation_request(hflm, *doc.requests[0])]
+            ]
+            if self.task.output_type == "generate_until"
+            else []
+        )
+        if self.generation and backend is not None:
+            raise UserError(
+                f"{self.task.name} is a generate_until task: generation runs on the local backend only "
+                "so far; drop --backend ray"
+            )
         offsets = np.cumsum([0] + [len(d.requests) for d in self.docs])
         self.doc_slices = [slice(a, b) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
         self.max_length = hflm.max_length
@@ -247,29 +278,75 @@ class Scorer:
         if rows:
             self.store.append(pd.DataFrame(rows))
 
-    def _row(self, coalition: str, loglik: np.ndarray, greedy: np.ndarray, seconds: float) -> dict:
-        per_doc, ties = [], 0
-        for doc, sl in zip(self.docs, self.doc_slices, strict=True):
-            per_doc.append(
-                self.task.doc_metrics(doc, list(zip(loglik[sl].tolist(), greedy[sl].tolist(), strict=True)))
-            )
-            lengths = np.array([len(choice) for choice in doc.choices], dtype=float)
-            ties += near_tie(loglik[sl]) or ("acc_norm" in per_doc[-1] and near_tie(loglik[sl] / lengths))
+    def _row(
+        self, coalition: str, token_loglik: np.ndarray, token_greedy: np.ndarray, seconds: float
+    ) -> dict:
+        """One coalition's store row from its per-token-request results: lm-eval's metrics over the
+        documents, per-request log-likelihoods (a rolling request's: the sum over its windows; a
+        generative document's: its first gold answer's), and a generative task's texts."""
+        n = self.doc_slices[-1].stop if not self.generation else len(self.docs)
+        loglik = np.bincount(self.owner, weights=token_loglik, minlength=n)
+        greedy = np.bincount(self.owner, weights=~token_greedy, minlength=n) == 0
+        started = time.perf_counter()
+        texts, ties = self._generate(coalition) if self.generation else ([], 0)
+        per_doc = []
+        for i, (doc, sl) in enumerate(zip(self.docs, self.doc_slices, strict=True)):
+            if self.generation:
+                responses: list = [texts[i]]
+            elif self.task.output_type == "loglikelihood_rolling":
+                responses = loglik[sl].tolist()
+            else:
+                responses = list(zip(loglik[sl].tolist(), greedy[sl].tolist(), strict=True))
+            per_doc.append(self.task.doc_metrics(doc, responses))
+            if self.task.has_choices:
+                lengths = np.array([len(choice) for choice in doc.choices], dtype=float)
+                ties += near_tie(loglik[sl]) or ("acc_norm" in per_doc[-1] and near_tie(loglik[sl] / lengths))
         metrics = self.task.aggregate(self.docs, per_doc)
+        if self.generation:  # the continuous value beside lm-eval's metrics
+            for m, value in zip(per_doc, loglik.tolist(), strict=True):
+                m[GOLD_LOGLIK] = value
+            metrics[GOLD_LOGLIK] = float(loglik.mean())
         row = {
             "coalition": coalition,
             "n_kept": coalition.count("1"),
-            "acc": metrics["acc"],
-            "acc_norm": metrics["acc_norm"],
+            "acc": metrics.get("acc"),
+            "acc_norm": metrics.get("acc_norm"),
             "score": metrics["score"],
             "near_ties": ties,
-            "nonfinite": int((~np.isfinite(loglik)).sum()),
+            "nonfinite": int((~np.isfinite(token_loglik)).sum()),
             "loglik": loglik.astype(np.float32),
-            "doc_acc": np.array([m["acc"] for m in per_doc], dtype=np.int8),
-            "doc_acc_norm": np.array([m["acc_norm"] for m in per_doc], dtype=np.int8)
-            if metrics["acc_norm"] is not None
-            else None,
-            "seconds": seconds,
-            "scored_at": now(),
+            "metrics": json.dumps({k: v for k, v in metrics.items() if k != "score"}),
         }
-        return row
+        if self.task.has_choices:
+            row["doc_acc"] = np.array([m["acc"] for m in per_doc], dtype=np.int8)
+            row["doc_acc_norm"] = (
+                np.array([m["acc_norm"] for m in per_doc], dtype=np.int8)
+                if metrics["acc_norm"] is not None
+                else None
+            )
+        else:
+            row["doc_metrics"] = json.dumps(_scalar_columns(per_doc))
+        if self.generation:
+            row["generations"] = texts
+        seconds += time.perf_counter() - started
+        return row | {"seconds": seconds, "scored_at": now()}
+
+    def _generate(self, coalition: str) -> tuple[list[str], int]:
+        """Greedy texts of the reduced model for every document (lm-eval's generate_until), and how
+        many documents had a near tie (top two logits within TIE_TOLERANCE) at some step."""
+        removed = [p for p, bit in zip(self.players, coalition, strict=True) if bit == "0"]
+        with skip(self.lm.model, removed):
+            out = generate(self.lm.model, self.generation, self.hflm.tok_decode)
+        texts = [
+            generated_text(self.hflm, g.tokens, r.until) for g, r in zip(out, self.generation, strict=True)
+        ]
+        return texts, sum(g.min_gap < TIE_TOLERANCE for g in out)
+
+
+def _scalar_columns(per_doc: Sequence[dict]) -> dict[str, list[float]]:
+    """The per-document metrics that are numbers (a perplexity's are (loglik, count) pairs, kept as
+    the `loglik` column and the documents' counts in the store's meta), as one list per metric."""
+    keys = (
+        [k for k, v in per_doc[0].items() if isinstance(v, int | float | bool | np.number)] if per_doc else []
+    )
+    return {k: [float(m[k]) for m in per_doc] for k in keys}

@@ -52,6 +52,8 @@ IDENTITY_KEYS = (
     "lm_eval",
     "format",
 )
+# Identity added after stores were first written: absent (None) in older stores, which are stock tasks.
+LATER_IDENTITY_KEYS = ("task_files",)
 FORMAT = 1
 # A store is slimmed once, when finished: a high zstd level is worth its time there (about 7% smaller
 # than the default level, which appends keep because they run between scoring chunks).
@@ -253,8 +255,9 @@ class ScoreStore:
     def _slim(self) -> None:
         parts = self.parts()
         frame = self.frame()
-        if not parts or (len(parts) == 1 and "loglik" not in frame):
-            return
+        choices = self.meta.get("task_info", {}).get("output_type", "multiple_choice") == "multiple_choice"
+        if not parts or not choices or (len(parts) == 1 and "loglik" not in frame):
+            return  # margins are of choices: other tasks keep their log-likelihoods
         values = pd.Series(
             [row_margins(self.meta, row).astype(np.float32) for row in frame.to_dict("records")],
             index=frame.index,
@@ -272,7 +275,7 @@ class ScoreStore:
 
 
 def _check_same(stored: dict, wanted: dict, path: Path) -> None:
-    for key in IDENTITY_KEYS:
+    for key in (*IDENTITY_KEYS, *LATER_IDENTITY_KEYS):
         if stored.get(key) != wanted.get(key):
             raise StoreMismatchError(
                 f"the score store at {path} was made with a different {key} "

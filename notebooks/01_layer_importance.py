@@ -31,6 +31,7 @@ granularity = "sublayer"  # "block", or "sublayer" (attention and FFN/MoE, the p
 limit = None  # first N documents (None: all)
 dtype = "bfloat16"
 results_dir = "results"
+include_path = None  # folders of your own lm-eval task YAMLs, ':'-separated (lm-eval's --include_path)
 value = "score"  # "score": the task's metric; "margin": the gold choice's log-prob margin
 allow_nonfinite = False  # use coalitions with non-finite log-likelihoods (left out by default)
 estimator = "window"  # window (the paper's), exact, permutation, kernelshap, svarm, ...

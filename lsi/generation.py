@@ -1,0 +1,135 @@
+"""Greedy generation by a model with players removed: lm-eval's generate_until, decoded by lsi.
+
+The model runs under `lsi.masking.skip`, so a removed block or branch costs nothing at any step
+(its KV cache holds a one-number placeholder). Requests are decoded in batches sorted by prompt
+length, left-padded as lm-eval's HFLM pads them; a row leaves the batch (and its KV cache) as soon
+as it has produced a stop string, its end-of-sequence token or its token budget, so a batch's cost
+follows the rows still running rather than its longest. Each step records how close the top two
+logits were: a near tie is where two correct computation orders may pick different tokens.
+
+This module is torch and transformers only (no lm-eval): the token prompts, stop strings and
+budgets come from lm-eval's own request handling (`lsi.scoring`), and texts are cut at the stop
+strings there.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generate_until request as lm-eval's HFLM prepares it."""
+
+    context: tuple[int, ...]  # prompt tokens, left-truncated to max_length - max_gen_toks
+    until: tuple[str, ...]  # stop strings, the end-of-sequence text included
+    max_gen_toks: int
+
+
+@dataclass(frozen=True)
+class Generated:
+    tokens: tuple[int, ...]  # generated tokens, up to and including the one that stopped the row
+    min_gap: float  # the smallest top-1 minus top-2 logit over its steps (inf: no step)
+
+
+def eos_ids(model: nn.Module) -> set[int]:
+    """The token ids that end a row, as `model.generate` reads them from the generation config."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        eos = model.config.eos_token_id
+    return {eos} if isinstance(eos, int) else set(eos or ())
+
+
+def _stopped(text: str, until: Sequence[str]) -> bool:
+    return any(term and term in text for term in until)
+
+
+@torch.inference_mode()
+def generate(
+    model: nn.Module,
+    requests: Sequence[GenerationRequest],
+    decode: Callable[[list[int]], str],
+    rows: int = 64,
+    on_batch: Callable[[], None] | None = None,
+) -> list[Generated]:
+    """Greedy continuations of every request, in request order. `decode` turns generated tokens into
+    text (special tokens skipped, as lm-eval decodes) for the stop strings."""
+    order = sorted(range(len(requests)), key=lambda i: -len(requests[i].context))
+    out: list[Generated | None] = [None] * len(requests)
+    stop = eos_ids(model)
+    device = model.get_input_embeddings().weight.device
+    for at in range(0, len(order), rows):
+        batch = order[at : at + rows]
+        for i, generated in zip(
+            batch, _batch(model, [requests[i] for i in batch], decode, stop, device), strict=True
+        ):
+            out[i] = generated
+        if on_batch is not None:
+            on_batch()
+    return out  # type: ignore[return-value]
+
+
+def _batch(
+    model: nn.Module,
+    requests: list[GenerationRequest],
+    decode: Callable[[list[int]], str],
+    stop: set[int],
+    device: torch.device,
+) -> list[Generated]:
+    width = max(len(r.context) for r in requests)
+    ids = torch.zeros(len(requests), width, dtype=torch.long)
+    mask = torch.zeros(len(requests), width, dtype=torch.long)
+    for row, request in enumerate(requests):
+        ids[row, width - len(request.context) :] = torch.tensor(request.context)
+        mask[row, width - len(request.context) :] = 1
+    # Positions as `generate` makes them for left padding: count real tokens, padding at 1.
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    tokens: list[list[int]] = [[] for _ in requests]
+    gaps = [float("inf")] * len(requests)
+    live = list(range(len(requests)))  # rows still generating, in the order the cache holds them
+    # transformers 5.24 names the KV cache `cache`; earlier 5.x `past_key_values`.
+    cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    cache = None
+    step_ids, step_positions = ids, positions
+    while live:
+        output = model(
+            input_ids=step_ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=step_positions.to(device),
+            use_cache=True,
+            logits_to_keep=1,
+            **{cache_name: cache},
+        )
+        cache = getattr(output, cache_name)
+        logits = output.logits[:, -1].float()
+        top = logits.topk(2, dim=-1).values
+        chosen = logits.argmax(-1).tolist()
+        keep = []
+        for slot, row in enumerate(live):
+            token = chosen[slot]
+            tokens[row].append(token)
+            gaps[row] = min(gaps[row], float(top[slot, 0] - top[slot, 1]))
+            done = token in stop or len(tokens[row]) >= requests[row].max_gen_toks
+            if not done and _stopped(decode(tokens[row]), requests[row].until):
+                done = True
+            if not done:
+                keep.append(slot)
+        if len(keep) < len(live):
+            if keep:
+                index = torch.tensor(keep, device=device)
+                cache.batch_select_indices(index)
+            mask, step_positions_last = mask[keep], step_positions[keep, -1:]
+            live = [live[slot] for slot in keep]
+        else:
+            step_positions_last = step_positions[:, -1:]
+        if not live:
+            break
+        step_ids = torch.tensor([[tokens[row][-1]] for row in live])
+        step_positions = step_positions_last + 1
+        mask = torch.cat([mask, torch.ones(len(live), 1, dtype=torch.long)], dim=1)
+    return [Generated(tuple(t), g) for t, g in zip(tokens, gaps, strict=True)]
