@@ -18,9 +18,9 @@ from scipy import stats
 
 from lsi.errors import UserError
 from lsi.estimators.agreement import kendall, spearman, top_k_precision
-from lsi.layer_game import chance_level
 from lsi.players import single_removals
 from lsi.store import ScoreStore
+from lsi.values import chance_level, document_values
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,29 @@ def paired_drop_pvalue(full: np.ndarray, ablated: np.ndarray) -> float:
     return float(stats.binomtest(lost, lost + gained, 0.5, alternative="greater").pvalue)
 
 
-def above_chance(per_doc: np.ndarray, chance: float, alpha: float = 0.05) -> bool:
-    """Whether a score is clearly above chance (one-sided binomial test); if not, ablations measure noise."""
+MIN_CORRECT = 30  # a task without choices is clear only with at least this many right answers
+
+
+def above_chance(per_doc: np.ndarray, chance: float | None, alpha: float = 0.05) -> bool:
+    """Whether a score is clearly above its floor; if not, ablations measure noise. Right/wrong values:
+    a one-sided binomial test against chance, or, with a floor of 0 (exact match), at least
+    MIN_CORRECT right answers; continuous values: a one-sided t-test against the floor."""
+    if chance is None:
+        return False
+    if not np.isin(per_doc, (0, 1)).all():
+        return bool(stats.ttest_1samp(per_doc, chance, alternative="greater").pvalue < alpha)
     hits = int(per_doc.sum())
+    if chance == 0:
+        return hits >= MIN_CORRECT
     return bool(stats.binomtest(hits, len(per_doc), chance, alternative="greater").pvalue < alpha)
 
 
 def ablation_table(
-    store: ScoreStore, resamples: int = 1000, seed: int = 0, allow_nonfinite: bool = False
+    store: ScoreStore,
+    resamples: int = 1000,
+    seed: int = 0,
+    allow_nonfinite: bool = False,
+    metric: str | None = None,
 ) -> pd.DataFrame:
     """Single-player ablation from the store: score, drop, their bootstrap intervals and paired p-values.
 
@@ -77,7 +92,7 @@ def ablation_table(
     """
     meta = store.meta
     players = meta["players"]
-    doc_column = f"doc_{meta['metric']}"
+    metric = metric or meta["metric"]
     frame = store.usable(allow_nonfinite).set_index("coalition")
     full_key = "1" * len(players)
     singles = single_removals(len(players))
@@ -89,18 +104,21 @@ def ablation_table(
         )
     if missing:
         raise UserError(f"the store {store.path} lacks the single-player ablation; run `lsi ablate` first")
-    full_docs = np.asarray(frame.loc[full_key, doc_column], dtype=float)
-    single_docs = np.stack([np.asarray(frame.loc[key, doc_column], dtype=float) for key in singles])
-    return ablation_from_documents(
-        players, full_docs, single_docs, chance_level(meta), meta["metric"], resamples, seed
-    )
+    rows = frame.reset_index().set_index("coalition", drop=False)
+    full_docs = document_values(meta, rows.loc[full_key].to_dict(), metric)
+    single_docs = np.stack([document_values(meta, rows.loc[key].to_dict(), metric) for key in singles])
+    chance = chance_level(meta, metric)
+    empty = "0" * len(players)
+    if chance is None and empty in rows.index:  # a continuous value's floor: the empty model's value
+        chance = float(document_values(meta, rows.loc[empty].to_dict(), metric).mean())
+    return ablation_from_documents(players, full_docs, single_docs, chance, metric, resamples, seed)
 
 
 def ablation_from_documents(
     players: Sequence[str],
     full_docs: np.ndarray,
     single_docs: np.ndarray,
-    chance: float,
+    chance: float | None,
     metric: str,
     resamples: int = 1000,
     seed: int = 0,

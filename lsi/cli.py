@@ -39,11 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("players", help="list a model's players, one per line")
     add_arguments(p, ["model", "granularity", "dtype", "trust_remote_code"])
     p = sub.add_parser("score", help="score one coalition (all players but the dropped ones)")
-    add_arguments(p, SCORING_OPTIONS)
+    add_arguments(p, [*SCORING_OPTIONS, "metric"])
     p.add_argument("--drop", default="", help="comma-separated players to remove, e.g. attn.0,mlp.3")
     p.add_argument("--json", **OUTPUT)
     p = sub.add_parser("ablate", help="score the full model and every single-player removal")
-    add_arguments(p, [*SCORING_OPTIONS, "allow_nonfinite"])
+    add_arguments(p, [*SCORING_OPTIONS, "metric", "allow_nonfinite"])
     p.add_argument("--json", **OUTPUT)
     p = sub.add_parser("scores", help="print every stored coalition of a store (no model is loaded)")
     add_arguments(p, STORE_OPTIONS)
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "cornerstones", help="cornerstone players by the stated rule, with the paper's statistics"
     )
-    add_arguments(p, [*SCORING_OPTIONS, "allow_nonfinite"])
+    add_arguments(p, [*SCORING_OPTIONS, "metric", "allow_nonfinite"])
     p.add_argument(
         "--max-gap-left", type=float, default=0.25, help="removal leaves less than this of full-chance"
     )
@@ -173,6 +173,7 @@ def cmd_players(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from lsi.pipeline import build_scorer
     from lsi.players import coalition_without, parse_players
+    from lsi.values import document_values
 
     config = _config(args)
     scorer = build_scorer(config)
@@ -185,9 +186,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         "limit": config.limit,
         "dtype": config.dtype.value,
         "granularity": config.granularity.value,
-        "metric": scorer.task.metric,
-        "score": row.score,
-        "acc": row.acc,
+        "metric": config.metric or scorer.task.metric,
+        "score": float(document_values(scorer.store.meta, row.to_dict(), config.metric).mean()),
+        "metrics": json.loads(row.metrics),
+        "acc": _none(row.acc),
         "acc_norm": _none(row.acc_norm),
         "n_docs": len(scorer.docs),
         "dropped": [p.name for p in dropped],
@@ -202,23 +204,23 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from lsi.pipeline import ablation, ablation_coalitions
 
     config, scorer, store = _scoring(args)
-    flagged = ablation(store, scorer, progress=not args.json, allow_nonfinite=config.allow_nonfinite)
+    flagged = ablation(store, scorer, None, not args.json, config.allow_nonfinite, config.metric)
     store.compact()
     meta, rows = store.meta, store.frame().set_index("coalition")
     singles = ablation_coalitions(len(meta["players"]))[1:]
     table = flagged.assign(
-        acc=[float(rows.at[c, "acc"]) for c in singles],
+        acc=[_none(rows.at[c, "acc"]) for c in singles],
         acc_norm=[_none(rows.at[c, "acc_norm"]) for c in singles],
     )
     if args.json:
         record = {
             "model": config.model,
             "task": meta["task"],
-            "metric": meta["metric"],
+            "metric": flagged.attrs["metric"],
             "limit": config.limit,
             "dtype": config.dtype.value,
             "n_docs": meta["n_docs"],
-            "chance": meta["chance"],
+            "chance": flagged.attrs["chance"],
             "players": meta["players"],
             "full": flagged.attrs["full"],
             "ablation": table[["player", "score", "drop", "acc", "acc_norm"]].to_dict("records"),
@@ -228,7 +230,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     else:
         print(
             f"{config.model} | {meta['task']} ({meta['split']}, {meta['n_docs']} docs) | "
-            f"{meta['metric']} | {config.dtype.value} | full model {flagged.attrs['full']:.4f}"
+            f"{flagged.attrs['metric']} | {config.dtype.value} | full model {flagged.attrs['full']:.4f}"
         )
         print(table[["player", "score", "drop"]].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print(f"store: {store.path}")
@@ -273,7 +275,7 @@ def cmd_cornerstones(args: argparse.Namespace) -> int:
 
     config, scorer, store = _scoring(args)
     rule = CornerstoneRule(args.max_gap_left, args.alpha)
-    flagged = ablation(store, scorer, rule, progress=not args.json, allow_nonfinite=config.allow_nonfinite)
+    flagged = ablation(store, scorer, rule, not args.json, config.allow_nonfinite, config.metric)
     shapley = None
     if args.estimate is not None:
         if not args.estimate.is_file():

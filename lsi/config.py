@@ -43,6 +43,11 @@ class RunConfig:
         None, "folders of your own lm-eval task YAMLs, ':'-separated (lm-eval's --include_path)", STORE
     )
     value: Value = _option(Value.SCORE, "the task's metric, or the gold log-likelihood margin", GAME)
+    metric: str | None = _option(
+        None,
+        "the value's metric: METRIC[,FILTER] as lm-eval names it, or gold_loglik (default: the task's)",
+        GAME,
+    )
     allow_nonfinite: bool = _option(
         False, "use coalitions with non-finite log-likelihoods (left out by default)", GAME
     )
@@ -62,6 +67,9 @@ class RunConfig:
     )
     trust_remote_code: bool = _option(
         False, "run the Python code a checkpoint ships (auto_map); read it first", RUNTIME
+    )
+    confirm_run_unsafe_code: bool = _option(
+        False, "run a task marked unsafe_code (it executes code the model writes); read it first", RUNTIME
     )
     backend: Backend = _option(Backend.LOCAL, "run forward passes here, or on Ray workers", RUNTIME)
     address: str | None = _option(

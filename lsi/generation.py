@@ -45,8 +45,13 @@ def eos_ids(model: nn.Module) -> set[int]:
     return {eos} if isinstance(eos, int) else set(eos or ())
 
 
-def _stopped(text: str, until: Sequence[str]) -> bool:
-    return any(term and term in text for term in until)
+def _stopped(tokens: list[int], until: Sequence[str], decode: Callable[[list[int]], str]) -> bool:
+    """Whether the text so far holds a stop string. Only the last tokens are decoded each step (a stop
+    string that just completed lies within as many tokens as it has characters, plus a margin for
+    partial characters); the whole text confirms a hit, so a row never stops before its first stop."""
+    terms = [term for term in until if term]
+    tail = decode(tokens[-(max(map(len, terms), default=0) + 3) :])
+    return any(term in tail for term in terms) and any(term in decode(tokens) for term in terms)
 
 
 @torch.inference_mode()
@@ -115,7 +120,7 @@ def _batch(
             tokens[row].append(token)
             gaps[row] = min(gaps[row], float(top[slot, 0] - top[slot, 1]))
             done = token in stop or len(tokens[row]) >= requests[row].max_gen_toks
-            if not done and _stopped(decode(tokens[row]), requests[row].until):
+            if not done and _stopped(tokens[row], requests[row].until, decode):
                 done = True
             if not done:
                 keep.append(slot)

@@ -19,19 +19,11 @@ from lsi.game import DocumentGame, MissingCoalitionError, bit_strings
 from lsi.margins import margins as margins  # re-exported: callers import it from here
 from lsi.margins import row_margins
 from lsi.store import ScoreStore
-from lsi.values import document_values, is_perplexity
+from lsi.values import chance_level as chance_level  # re-exported: callers import it from here
+from lsi.values import document_values
 
 if TYPE_CHECKING:  # the game reads stores without the model stack; a scorer comes from the caller
     from lsi.scoring import Scorer
-
-
-def chance_level(meta: dict) -> float | None:
-    """The score of guessing: 1 / number of choices, or the majority-class rate where that is higher;
-    0 for exact match and other tasks without choices; none for a perplexity (no floor is known
-    without scoring the empty model)."""
-    if is_perplexity(meta["metric"]):
-        return None
-    return max(meta["chance"], meta["majority_rate"])
 
 
 class LayerGame(DocumentGame):
@@ -43,10 +35,14 @@ class LayerGame(DocumentGame):
         value: str = "score",
         scorer: Scorer | Callable[[], Scorer] | None = None,
         allow_nonfinite: bool = False,
+        metric: str | None = None,
     ) -> None:
+        """`metric`: the lm-eval metric (as the store's `metrics` name it) or gold_loglik that makes the
+        value, in place of the task's (`value="score"` only)."""
         value = Value.parse(value).value
         meta = store.meta
-        chance = chance_level(meta) if value == "score" else None
+        self.metric = metric or meta["metric"]
+        chance = chance_level(meta, self.metric) if value == "score" else None
         super().__init__(len(meta["players"]), meta["players"], chance)
         self.store = store
         self.kind = value
@@ -93,4 +89,4 @@ class LayerGame(DocumentGame):
     def _document_values(self, row: dict) -> np.ndarray:
         if self.kind == "margin":
             return row_margins(self.store.meta, row)
-        return document_values(self.store.meta, row)
+        return document_values(self.store.meta, row, self.metric)

@@ -25,6 +25,7 @@ import jinja2
 import lm_eval
 import lm_eval.api.task
 import lm_eval.utils
+import yaml
 from lm_eval.api.group import Group
 from lm_eval.api.task import ConfigurableTask
 from lm_eval.tasks import TaskManager
@@ -107,6 +108,10 @@ def full_config(manager: TaskManager, task: str) -> dict[str, Any]:
 def is_leaf(entry: Any) -> bool:
     """Whether an index entry is one YAML task (not a group, tag or Python-defined task)."""
     return entry.kind is internal("lm_eval.tasks._index:Kind.TASK")
+
+
+def is_group(entry: Any) -> bool:
+    return entry is not None and entry.kind is internal("lm_eval.tasks._index:Kind.GROUP")
 
 
 def group_members(manager: TaskManager) -> dict[str, list[str]]:
@@ -284,3 +289,23 @@ def generated_text(wrapper: Any, tokens: Sequence[int], until: Sequence[str]) ->
     from lm_eval.models.utils import postprocess_generated_text
 
     return postprocess_generated_text(wrapper.tok_decode(list(tokens)), list(until), None)
+
+
+class _TaskYaml(yaml.SafeLoader):
+    """Reads task YAMLs for diagnostics only: lm-eval's `!function` tags are kept as text."""
+
+
+_TaskYaml.add_multi_constructor("!", lambda loader, suffix, node: loader.construct_scalar(node))
+
+
+def unreadable_yamls(folders: Sequence[str]) -> list[tuple[Path, str]]:
+    """YAML files under the folders that do not parse, with the parser's reason in one line (lm-eval's
+    index skips them with only a log line)."""
+    out = []
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*.y*ml")):
+            try:
+                yaml.load(path.read_text(errors="replace"), Loader=_TaskYaml)  # noqa: S506 - a SafeLoader
+            except yaml.YAMLError as err:
+                out.append((path, " ".join(str(err).split())))
+    return out

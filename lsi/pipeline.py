@@ -26,7 +26,8 @@ from lsi.estimators import Estimate, estimate, estimator_options, resolve_budget
 from lsi.layer_game import LayerGame
 from lsi.players import single_removals
 from lsi.results import save_estimate, save_removal_curves
-from lsi.store import ScoreStore
+from lsi.store import ScoreStore, slug
+from lsi.values import chance_level
 
 if TYPE_CHECKING:
     from lsi.scoring import Backend as ScoringBackend
@@ -69,7 +70,14 @@ def build_scorer(config: RunConfig) -> Scorer:
     if config.threads and config.backend is Backend.LOCAL:
         torch.set_num_threads(config.threads)
     # fails fast on an unknown task, before the model loads
-    task = load_task(config.task, include_path=[config.include_path] if config.include_path else [])
+    task = load_task(
+        config.task,
+        include_path=[config.include_path] if config.include_path else [],
+        confirm_unsafe=config.confirm_run_unsafe_code,
+    )
+    if config.metric is not None and config.metric not in task.metric_names():
+        known = ", ".join(task.metric_names())
+        raise UserError(f"unknown --metric {config.metric!r} for {task.name}; its metrics: {known}")
     backend = None
     if config.backend is Backend.RAY:
         from lsi.cluster import connect
@@ -139,11 +147,15 @@ def ablation(
     rule: CornerstoneRule | None = None,
     progress: bool = True,
     allow_nonfinite: bool = False,
+    metric: str | None = None,
 ) -> pd.DataFrame:
     """The single-player ablation table with its cornerstones (by `rule`, or the default rule),
     scoring what the store lacks."""
-    ensure_scored(store, ablation_coalitions(len(store.meta["players"])), scorer, progress)
-    table = ablation_table(store, allow_nonfinite=allow_nonfinite)
+    n_players = len(store.meta["players"])
+    # A continuous value's floor is the empty model's value: score it too.
+    empty = ["0" * n_players] if chance_level(store.meta, metric) is None else []
+    ensure_scored(store, ablation_coalitions(n_players) + empty, scorer, progress)
+    table = ablation_table(store, allow_nonfinite=allow_nonfinite, metric=metric)
     return cornerstones(table, rule or CornerstoneRule())
 
 
@@ -155,7 +167,7 @@ def shapley(
 ) -> tuple[Estimate, Path, dict]:
     """The configuration's Shapley estimate (over `players` only, the others always kept, if given),
     saved next to the store; returns the estimate, its file and the record written."""
-    game = LayerGame(store, config.value.value, scorer=scorer, allow_nonfinite=config.allow_nonfinite)
+    game = LayerGame(store, config.value.value, scorer, config.allow_nonfinite, config.metric)
     if players:
         unknown = [name for name in players if name not in game.names]
         if unknown:
@@ -170,7 +182,8 @@ def shapley(
         "limit": config.limit,
         "dtype": config.dtype.value,
         "granularity": config.granularity.value,
-        "value": config.value.value,
+        "value": config.value.value if config.metric is None else f"score-{slug(config.metric)}",
+        "metric": game.metric,
         "restricted_to": list(players) or None,
     }
     path, written = save_estimate(store, result, record)
@@ -250,7 +263,7 @@ def run_cell(config: RunConfig, progress: bool = True) -> CellResult:
 
 def _cell(config: RunConfig, scorer: LazyScorer, progress: bool) -> CellResult:
     store = open_store(config, scorer)
-    flagged = ablation(store, scorer, progress=progress, allow_nonfinite=config.allow_nonfinite)
+    flagged = ablation(store, scorer, None, progress, config.allow_nonfinite, config.metric)
     result, path, _ = shapley(config, store, scorer)
     statistics = summary_statistics(flagged, result.values if config.value is Value.SCORE else None)
     cell = CellResult(config, store, flagged, result, statistics, [path])

@@ -32,7 +32,8 @@ from lsi.models import LoadedModel
 from lsi.players import Player, list_players
 from lsi.provenance import TIE_TOLERANCE, now, store_meta
 from lsi.store import FORMAT, ScoreStore, store_dir
-from lsi.tasks import GOLD_LOGLIK, Document, TaskSet, load_task
+from lsi.tasks import Document, TaskSet, load_task
+from lsi.values import GOLD_LOGLIK
 
 
 def encode_requests(

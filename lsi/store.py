@@ -76,7 +76,8 @@ class StoreNotFoundError(UserError, FileNotFoundError):
     """No store at a path that was expected to hold one."""
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """A name safe in a path."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
@@ -85,7 +86,7 @@ def store_dir(
 ) -> Path:
     """Where the store of one configuration lives under a results folder."""
     limit_tag = "all" if limit is None else str(limit)
-    return Path(results) / "scores" / _slug(model_name) / task / f"{granularity}-{dtype}-limit{limit_tag}"
+    return Path(results) / "scores" / slug(model_name) / task / f"{granularity}-{dtype}-limit{limit_tag}"
 
 
 @dataclass

@@ -9,6 +9,7 @@ parts, non-finite values); `repair` moves unreadable and malformed parts into `d
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,7 @@ def check(path: Path) -> list[Problem]:
                     Problem(part, "duplicate", f"{coalition} is also in {first_part[coalition].name}")
                 )
         problems += _non_finite(part, table)
+        problems += _per_document(part, table, store.meta.get("n_docs"))
     return problems
 
 
@@ -107,12 +109,43 @@ def _is_coalition(value: object, n_players: int) -> bool:
     return isinstance(value, str) and len(value) == n_players and not set(value) - {"0", "1"}
 
 
+def _per_document(part: Path, table: pa.Table, n_docs: int | None) -> list[Problem]:
+    """Columns of tasks without choices: `metrics` and `doc_metrics` hold JSON objects (the latter one
+    list of n_docs numbers per metric), `generations` one text per document."""
+    problems = []
+    for name in ("metrics", "doc_metrics"):
+        for text in table.column(name).to_pylist() if name in table.column_names else []:
+            try:
+                value = json.loads(text) if text is not None else {}
+            except (TypeError, json.JSONDecodeError):
+                value = None
+            lists = value.values() if name == "doc_metrics" and isinstance(value, dict) else []
+            if not isinstance(value, dict) or any(len(v) != n_docs for v in lists):
+                problems.append(
+                    Problem(part, "schema", f"a {name} value is not a JSON object of the documents")
+                )
+                break
+    if "generations" in table.column_names:
+        lengths = {len(texts) for texts in table.column("generations").to_pylist() if texts is not None}
+        if lengths - {n_docs}:
+            problems.append(
+                Problem(part, "schema", f"generations hold {sorted(lengths)} texts, not {n_docs}")
+            )
+    return problems
+
+
 def _non_finite(part: Path, table: pa.Table) -> list[Problem]:
     problems = []
-    scores = np.asarray(table.column("score").to_numpy(zero_copy_only=False), dtype=float)
-    if not np.isfinite(scores).all():
-        problems.append(Problem(part, "non-finite", f"{int((~np.isfinite(scores)).sum())} score(s)"))
     # Requests a scorer found non-finite and recorded (`nonfinite`): known, left out of values, not damage.
+    flagged = (
+        np.asarray(table.column("nonfinite").to_pylist(), dtype=float) > 0
+        if "nonfinite" in table.column_names
+        else np.zeros(table.num_rows, dtype=bool)
+    )
+    scores = np.asarray(table.column("score").to_numpy(zero_copy_only=False), dtype=float)
+    bad_scores = int((~np.isfinite(scores) & ~flagged).sum())
+    if bad_scores:
+        problems.append(Problem(part, "non-finite", f"{bad_scores} score(s)"))
     recorded = sum(table.column("nonfinite").to_pylist()) if "nonfinite" in table.column_names else 0
     for name in FINITE_LISTS:
         if name in table.column_names:

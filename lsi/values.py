@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from lsi.errors import UserError
+
 PERPLEXITIES = {
     "perplexity": "mean log-likelihood per document (-log perplexity)",
     "word_perplexity": "log-likelihood per word (-log word_perplexity)",
@@ -29,8 +31,30 @@ def game_value(metric: str, value: float | None) -> float | None:
     return -value if name == "bits_per_byte" else -math.log(value)
 
 
+GOLD_LOGLIK = "gold_loglik"  # generative tasks' continuous value: log p(first gold answer | prompt)
+
+
 def is_perplexity(metric: str) -> bool:
     return metric.split(",")[0] in PERPLEXITIES
+
+
+def chance_level(meta: dict, metric: str | None = None) -> float | None:
+    """The floor of a value: guessing (1 / number of choices, or the majority-class rate where that
+    is higher) for a task with choices, 0 for exact match and other bounded metrics of tasks
+    without choices; none for a log-likelihood or perplexity value (no floor is known without
+    scoring the empty model)."""
+    metric = metric or meta["metric"]
+    if is_perplexity(metric) or metric == GOLD_LOGLIK:
+        return None
+    return max(meta["chance"], meta["majority_rate"])
+
+
+def metrics_of(meta: dict, row: dict) -> list[str]:
+    """The metrics a store row can give as a value (`--metric`)."""
+    names = [c.removeprefix("doc_") for c in ("doc_acc", "doc_acc_norm") if row.get(c) is not None]
+    names += list(json.loads(row["doc_metrics"])) if row.get("doc_metrics") else []
+    reported = json.loads(row["metrics"]) if row.get("metrics") else {}
+    return names + [m for m in reported if is_perplexity(m) and m not in names]
 
 
 def document_values(meta: dict, row: dict, metric: str | None = None) -> np.ndarray:
@@ -48,5 +72,7 @@ def document_values(meta: dict, row: dict, metric: str | None = None) -> np.ndar
         return loglik / scale
     per_doc = json.loads(row["doc_metrics"]) if row.get("doc_metrics") else {}
     if metric not in per_doc:
-        raise KeyError(f"no per-document {metric!r} in this store (it has {', '.join(per_doc) or 'none'})")
+        raise UserError(
+            f"unknown --metric {metric!r} for this store; its metrics: {', '.join(metrics_of(meta, row))}"
+        )
     return np.asarray(per_doc[metric], dtype=float)

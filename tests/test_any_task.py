@@ -13,13 +13,14 @@ import lm_eval
 import numpy as np
 import pytest
 
+from lsi.analysis import above_chance
 from lsi.layer_game import LayerGame
 from lsi.masking import pruned_copy, zeroed
 from lsi.models import LoadedModel
 from lsi.players import coalition_without, parse_players
 from lsi.scoring import Scorer
-from lsi.tasks import lm_eval_tasks, load_task
-from lsi.values import document_values
+from lsi.tasks import lm_eval_tasks, load_task, offline_tasks
+from lsi.values import chance_level, document_values, game_value
 
 USER_TASKS = str(Path(__file__).parent / "tasks")
 RTOL = 1e-4  # float32: two correct summation orders of one request's log-probs
@@ -126,3 +127,99 @@ def _tied(scorer: Scorer, coalition: str, i: int) -> bool:
     with skip(scorer.lm.model, removed):
         (one,) = generate(scorer.lm.model, [scorer.generation[i]], scorer.hflm.tok_decode)
     return one.min_gap < 1e-4
+
+
+def _yaml(folder: Path, name: str, text: str) -> None:
+    (folder / f"{name}.yaml").write_text(text)
+
+
+def test_bad_user_tasks_name_the_problem(tmp_path):
+    data = Path(USER_TASKS) / "passages.jsonl"
+    rolling = (
+        f"dataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\ntest_split: test\n"
+        'output_type: loglikelihood_rolling\ndoc_to_text: ""\ndoc_to_target: "{{text}}"\n'
+        "metric_list:\n  - metric: word_perplexity\n"
+    )
+    _yaml(tmp_path, "typo", "task: my_typo\n" + rolling.replace("doc_to_target", "doc_target"))
+    _yaml(tmp_path, "broken", "task: my_broken\n  - : [\n")
+    _yaml(tmp_path, "unsafe", "task: my_unsafe\nunsafe_code: true\n" + rolling)
+    _yaml(tmp_path, "sampled", "task: my_sampled\nrepeats: 4\n" + rolling)
+    with pytest.raises(
+        ValueError, match=r"'my_typo' \(.*typo.yaml\) does not load in lm-eval: TypeError: .*doc_target"
+    ):
+        load_task("my_typo", include_path=[str(tmp_path)])
+    with pytest.raises(
+        ValueError, match=r"unknown task 'my_broken'.*do not parse: broken.yaml \(mapping values"
+    ):
+        load_task("my_broken", include_path=[str(tmp_path)])
+    with pytest.raises(ValueError, match="my_unsafe runs code the model writes.*--confirm-run-unsafe-code"):
+        load_task("my_unsafe", include_path=[str(tmp_path)])
+    assert load_task("my_unsafe", include_path=[str(tmp_path)], confirm_unsafe=True).output_type == (
+        "loglikelihood_rolling"
+    )
+    with pytest.raises(ValueError, match="my_sampled samples its generations.*must be deterministic"):
+        load_task("my_sampled", include_path=[str(tmp_path)])
+    with pytest.raises(ValueError, match="--include-path '/nowhere' is not a folder"):
+        load_task("my_unsafe", include_path=["/nowhere"])
+
+
+def test_offline_data_and_its_deviations():
+    trivia = load_task("triviaqa")
+    assert trivia.output_type == "generate_until" and trivia.metric == "exact_match,remove_whitespace"
+    assert sum(trivia.sizes.values()) == 7993
+    assert any("rc.wikipedia.nocontext" in d and "rc.nocontext" in d for d in trivia.deviations)
+    assert trivia.metric_names() == ["exact_match,remove_whitespace", "gold_loglik"]
+    assert trivia.gold_request(trivia.documents(1)[0])[1].startswith(" ")
+    lambada = load_task("lambada_openai")
+    assert (lambada.output_type, lambada.split, sum(lambada.sizes.values())) == (
+        "loglikelihood",
+        "test",
+        5153,
+    )
+    assert lambada.metric_names() == ["perplexity", "acc"] and lambada.chance(lambada.documents(2)) == 0.0
+    doc = lambada.documents(1)[0]
+    assert doc.doc["text"] == doc.requests[0][0] + doc.requests[0][1]
+    with pytest.raises(
+        ValueError, match=r"'gsm8k' reads the hub dataset 'openai/gsm8k/main'.*LSI_TASKS_FROM_HUB"
+    ):
+        load_task("gsm8k")
+
+
+def test_perplexity_values_split_over_documents():
+    """The per-document values of a perplexity average to lm-eval's aggregate, negated in log space."""
+    task_set = load_task("lsi_tiny_passages", include_path=(USER_TASKS,))
+    docs = task_set.documents()
+    loglik = -np.linspace(20.0, 60.0, len(docs))
+    per_doc = [task_set.doc_metrics(doc, [ll]) for doc, ll in zip(docs, loglik, strict=True)]
+    metrics = task_set.aggregate(docs, per_doc)
+    meta = {"metric": task_set.metric, "documents": [task_set.document_counts(doc) for doc in docs]}
+    row = {"loglik": loglik}
+    for metric in ("word_perplexity", "byte_perplexity", "bits_per_byte"):
+        value = document_values(meta, row, metric).mean()
+        assert value == pytest.approx(game_value(metric, metrics[metric]), rel=1e-12)
+    words = sum(d["words"] for d in meta["documents"])
+    assert metrics["score"] == pytest.approx(loglik.sum() / words, rel=1e-12)
+    assert chance_level(meta | {"chance": 0.0, "majority_rate": 0.0}) is None
+
+
+def test_floors_of_tasks_without_choices():
+    exact = np.zeros(200)
+    exact[:29] = 1
+    assert not above_chance(exact, 0.0)  # 29 right answers: not clearly above a floor of 0
+    exact[29] = 1
+    assert above_chance(exact, 0.0)
+    assert above_chance(np.linspace(-5, -1, 50), -4.0) and not above_chance(np.linspace(-5, -1, 50), -2.0)
+    assert not above_chance(np.ones(10), None)
+
+
+@pytest.mark.slow
+def test_every_offline_task_builds_its_documents():
+    """Every task and group `lsi tasks` lists builds five documents per subtask from the offline data."""
+    listed = offline_tasks()
+    assert len(listed) >= 550 and {"triviaqa", "nq_open", "lambada_openai", "mmlu", "arc_easy"} <= set(listed)
+    for name, output_type in listed.items():
+        task_set = load_task(name)
+        assert task_set.output_type == output_type, name
+        docs = task_set.documents(5)
+        assert 0 < len(docs) <= 5 * len(task_set.subtasks), name
+        assert all(doc.requests for doc in docs), name
