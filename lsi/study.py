@@ -13,8 +13,12 @@ own folder. Every notebook runs with the root as its working directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -379,16 +383,19 @@ def _execute(label: str, source: Path, output: Path, parameters: dict[str, objec
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(source),
-            str(output),
-            parameters=parameters,
-            kernel_name="python3",
-            language="python",
-            progress_bar=False,
-            cwd=str(root),
-            extra_arguments=KERNEL_ARGUMENTS,
-        )
+        with _KernelInterrupts(output) as interrupts:
+            papermill.execute_notebook(
+                str(source),
+                str(output),
+                parameters=parameters,
+                kernel_name="python3",
+                language="python",
+                progress_bar=False,
+                cwd=str(root),
+                extra_arguments=KERNEL_ARGUMENTS,
+                kernel_manager_class=interrupts.manager_class(),
+                on_cell_execute=interrupts.check,
+            )
     except papermill.PapermillExecutionError as err:
         message = _one_line(f"{err.ename}: {err.evalue}")
         return Outcome(label, output, "failed", time.perf_counter() - start, message)
@@ -397,6 +404,83 @@ def _execute(label: str, source: Path, output: Path, parameters: dict[str, objec
         return Outcome(label, output, "failed", time.perf_counter() - start, message)
     strip_images(output)  # the figures notebook writes every figure to figures_dir; records stay small
     return Outcome(label, output, "ran", time.perf_counter() - start)
+
+
+class _Stopped(Exception):
+    """Raised in place of a notebook's next cell once a stop signal has come."""
+
+
+class _KernelInterrupts:
+    """SIGINT and SIGTERM to `lsi study`, forwarded to the notebook's kernel as Jupyter's interrupt.
+
+    jupyter_client starts the kernel in a session of its own, so neither a Ctrl-C at the terminal nor a
+    scheduler's SIGTERM to the driver reaches it. Left alone, the driver's KeyboardInterrupt unwinds
+    papermill, whose shutdown interrupts the kernel and at once asks it to exit (SIGTERM 2.5 s later),
+    and a stop between cells leaves a notebook recorded as done. Here the signal becomes a
+    KeyboardInterrupt in the kernel (the scorer has stored every chunk it finished; another signal
+    interrupts again), no further cell starts, papermill shuts the stopped kernel down, the notebook is
+    recorded as not done, and only then does the signal go on to the handler it was meant for (the
+    CLI's: exit 130 or 143). A signal the driver ignores (a background job's SIGINT) stays ignored.
+    """
+
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self.received: list[int] = []
+        self.kernels: list[Any] = []  # the jupyter_client kernel managers started meanwhile
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _KernelInterrupts:
+        if threading.current_thread() is threading.main_thread():  # only there may handlers change
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) not in (signal.SIG_IGN, None):  # None: not set from Python
+                    self.previous[signum] = signal.signal(signum, self._forward)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        if self.received:
+            _record_interrupted(self.output)
+            signal.raise_signal(self.received[-1])
+
+    def _forward(self, signum: int, _frame: object) -> None:
+        self.received.append(signum)
+        for kernel in self.kernels:  # what interrupt_kernel does for ipykernel: SIGINT to its group
+            pgid = getattr(kernel.provisioner, "pgid", None)
+            if pgid and pgid != os.getpgrp():  # never this driver's own group
+                with contextlib.suppress(ProcessLookupError):  # already gone
+                    os.killpg(pgid, signal.SIGINT)
+
+    def check(self, **_cell: object) -> None:
+        """Before each cell: none starts after a stop (an idle kernel ignores the interrupt)."""
+        if self.received:
+            raise _Stopped(f"stopped by signal {self.received[-1]}")
+
+    def manager_class(self) -> type:
+        """papermill's kernel manager, which makes the kernel it starts known to `_forward`."""
+        from jupyter_client.manager import AsyncKernelManager
+
+        kernels = self.kernels
+
+        class Recorded(AsyncKernelManager):
+            def __init__(self, **kwargs: Any) -> None:  # noqa: ANN401 - traitlets options
+                super().__init__(**kwargs)
+                kernels.append(self)
+
+        return Recorded
+
+
+def _record_interrupted(output: Path) -> None:
+    """Mark the executed notebook as ended by an exception, so that `is_done` reruns its cell: a stop
+    between cells leaves a notebook that papermill records as finished without an error."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(output, as_version=4)
+    except Exception:  # missing or torn: not done already
+        return
+    nb.metadata.setdefault("papermill", {})["exception"] = True
+    nbformat.write(nb, output)
 
 
 def _one_line(text: str) -> str:
