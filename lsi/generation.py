@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lsi.errors import UserError
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -45,6 +47,32 @@ def eos_ids(model: nn.Module) -> set[int]:
     return {eos} if isinstance(eos, int) else set(eos or ())
 
 
+# Generation-config settings that change what greedy decoding picks, with their neutral values.
+_NEUTRAL = {
+    "repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0),
+    "bad_words_ids": (None,),
+    "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "min_new_tokens": (None, 0),
+    "min_length": (None, 0),
+}
+
+
+def check_plain_greedy(model: nn.Module) -> None:
+    """Refuse a generation config that `model.generate` would apply on top of greedy decoding:
+    lm-eval's texts would then differ from this loop's."""
+    config = getattr(model, "generation_config", None)
+    changed = [k for k, neutral in _NEUTRAL.items() if getattr(config, k, None) not in neutral]
+    if changed:
+        raise UserError(
+            f"the model's generation config sets {', '.join(changed)}, which lsi's greedy decoding does not "
+            "apply; reset them (model.generation_config) to score generation tasks"
+        )
+
+
 def _stopped(tokens: list[int], until: Sequence[str], decode: Callable[[list[int]], str]) -> bool:
     """Whether the text so far holds a stop string. Only the last tokens are decoded each step (a stop
     string that just completed lies within as many tokens as it has characters, plus a margin for
@@ -64,6 +92,7 @@ def generate(
 ) -> list[Generated]:
     """Greedy continuations of every request, in request order. `decode` turns generated tokens into
     text (special tokens skipped, as lm-eval decodes) for the stop strings."""
+    check_plain_greedy(model)
     order = sorted(range(len(requests)), key=lambda i: -len(requests[i].context))
     out: list[Generated | None] = [None] * len(requests)
     stop = eos_ids(model)

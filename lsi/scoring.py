@@ -289,19 +289,21 @@ class Scorer:
         loglik = np.bincount(self.owner, weights=token_loglik, minlength=n)
         greedy = np.bincount(self.owner, weights=~token_greedy, minlength=n) == 0
         started = time.perf_counter()
-        texts, ties = self._generate(coalition) if self.generation else ([], 0)
-        per_doc = []
-        for i, (doc, sl) in enumerate(zip(self.docs, self.doc_slices, strict=True)):
+        texts, generation_ties = self._generate(coalition) if self.generation else ([], 0)
+        responses: list[list] = []
+        for i, sl in enumerate(self.doc_slices):
             if self.generation:
-                responses: list = [texts[i]]
+                responses.append([texts[i]])
             elif self.task.output_type == "loglikelihood_rolling":
-                responses = loglik[sl].tolist()
+                responses.append(loglik[sl].tolist())
             else:
-                responses = list(zip(loglik[sl].tolist(), greedy[sl].tolist(), strict=True))
-            per_doc.append(self.task.doc_metrics(doc, responses))
+                responses.append(list(zip(loglik[sl].tolist(), greedy[sl].tolist(), strict=True)))
+        per_doc = self.task.per_document(self.docs, responses)
+        ties = generation_ties
+        for doc, sl, metrics in zip(self.docs, self.doc_slices, per_doc, strict=True):
             if self.task.has_choices:
                 lengths = np.array([len(choice) for choice in doc.choices], dtype=float)
-                ties += near_tie(loglik[sl]) or ("acc_norm" in per_doc[-1] and near_tie(loglik[sl] / lengths))
+                ties += near_tie(loglik[sl]) or ("acc_norm" in metrics and near_tie(loglik[sl] / lengths))
         metrics = self.task.aggregate(self.docs, per_doc)
         if self.generation:  # the continuous value beside lm-eval's metrics
             for m, value in zip(per_doc, loglik.tolist(), strict=True):

@@ -109,11 +109,21 @@ class TaskSet:
         """lm-eval's per-document metrics (keys: `metric_key`) from the raw response to each request:
         (loglikelihood, is_greedy), a rolling log-likelihood sum, or a generated text. Every filter
         pipeline of the task runs on them, as lm-eval's evaluator runs it."""
-        task = self.subtasks[doc.subtask]
-        out = {}
-        for name, filtered in adapter.filtered(task, doc.doc, responses).items():
-            metrics = task.process_results(doc.doc, filtered)
-            out |= {metric_key(metric, name): value for metric, value in metrics.items()}
+        return self.per_document([doc], [responses])[0]
+
+    def per_document(
+        self, docs: Sequence[Document], responses: Sequence[Sequence[Any]]
+    ) -> list[dict[str, Any]]:
+        """`doc_metrics` of many documents at once: compiled prompt templates are reused across them
+        (compiling them again for every document was most of the time)."""
+        out = []
+        with adapter.quiet():
+            for doc, doc_responses in zip(docs, responses, strict=True):
+                task, metrics = self.subtasks[doc.subtask], {}
+                for name, filtered in adapter.filtered(task, doc.doc, doc_responses).items():
+                    found = task.process_results(doc.doc, filtered)
+                    metrics |= {metric_key(metric, name): value for metric, value in found.items()}
+                out.append(metrics)
         return out
 
     def aggregate(self, docs: Sequence[Document], per_doc: Sequence[dict[str, Any]]) -> dict[str, Any]:

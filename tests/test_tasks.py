@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import zlib
+from types import SimpleNamespace
 
 import datasets
 import lm_eval
@@ -167,10 +168,12 @@ def test_hub_path_reads_the_stock_dataset(monkeypatch: pytest.MonkeyPatch) -> No
     assert task_set.data == "allenai/ai2_arc/ARC-Easy"
 
     monkeypatch.setenv("LSI_TASKS_FROM_HUB", "1")
-    monkeypatch.setattr(tasks, "_load", lambda name, offline, include: offline)
-    assert tasks.load_task("arc_easy") is False
+    monkeypatch.setattr(
+        tasks, "_load", lambda name, offline, include: SimpleNamespace(subtasks={}, offline=offline)
+    )
+    assert tasks.load_task("arc_easy").offline is False
     monkeypatch.delenv("LSI_TASKS_FROM_HUB")
-    assert tasks.load_task("arc_easy") is True
+    assert tasks.load_task("arc_easy").offline is True
 
 
 def test_acc_norm_divides_by_choice_length() -> None:
