@@ -33,7 +33,7 @@ from lsi.players import Player, list_players
 from lsi.provenance import TIE_TOLERANCE, now, store_meta
 from lsi.store import FORMAT, ScoreStore, store_dir
 from lsi.tasks import Document, TaskSet, load_task
-from lsi.values import GOLD_LOGLIK
+from lsi.values import GOLD_LOGLIK, is_perplexity
 
 
 def encode_requests(
@@ -347,9 +347,12 @@ class Scorer:
 
 
 def _scalar_columns(per_doc: Sequence[dict]) -> dict[str, list[float]]:
-    """The per-document metrics that are numbers (a perplexity's are (loglik, count) pairs, kept as
-    the `loglik` column and the documents' counts in the store's meta), as one list per metric."""
-    keys = (
-        [k for k, v in per_doc[0].items() if isinstance(v, int | float | bool | np.number)] if per_doc else []
-    )
+    """The per-document metrics that are numbers, as one list per metric. Perplexities are left out:
+    `lsi.values` derives them from the `loglik` column (and the documents' word and byte counts in the
+    store's meta), and a second copy as text would double a store."""
+    keys = [
+        k
+        for k, v in (per_doc[0].items() if per_doc else ())
+        if isinstance(v, int | float | bool | np.number) and not is_perplexity(k)
+    ]
     return {k: [float(m[k]) for m in per_doc] for k in keys}
