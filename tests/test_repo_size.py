@@ -1,6 +1,8 @@
 """The repository stays small enough for a lent GPU machine to carry it beside a scoring job.
 
-A run carries 64 MiB in all; tracked files under 40 MiB leave room for a job of up to 24 MiB.
+A run carries 64 MiB in all; tracked files under 44 MiB leave room for a job of up to 20 MiB (a
+GGUF travels in pieces of that size over consecutive calls). The limit was 40 MiB until the
+converged references of the estimators issue, which that issue allows 10 MiB, were committed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LIMIT = 40 * 2**20
+LIMIT = 44 * 2**20
 
 
 def test_tracked_files_leave_room_for_a_gpu_job():
