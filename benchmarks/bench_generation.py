@@ -13,7 +13,6 @@ counts the generated tokens each document keeps (up to its stop) over the wall t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from lsi.masking import pruned_copy, zeroed
+from lsi.masking import removed_by_reference
 from lsi.models import LoadedModel, load_model
 from lsi.players import coalition_without, parse_players, removed_players
 from lsi.provenance import now, versions
@@ -37,16 +36,9 @@ COALITIONS = {  # name -> (granularity, dropped players)
 
 def lm_eval_texts(lm: LoadedModel, scorer: Scorer, coalition: str) -> tuple[float, list[str]]:
     """HFLM generate_until over the task's instances, players removed lm-eval-side."""
-    dropped = removed_players(coalition, scorer.players)
-    if scorer.granularity == "block" and dropped:
-        removed = {p.block for p in dropped}
-        model = pruned_copy(lm.model, [b for b in range(len(scorer.players)) if b not in removed])
-        context = contextlib.nullcontext()
-    else:
-        model, context = lm.model, zeroed(lm.model, dropped)
-    hflm = LoadedModel(model, lm.tokenizer, lm.identity, lm.dtype, lm.add_bos_token).hflm(8)
     instances = [i for task in scorer.task.subtasks.values() for i in task.instances]
-    with context:
+    with removed_by_reference(lm.model, removed_players(coalition, scorer.players)) as model:
+        hflm = LoadedModel(model, lm.tokenizer, lm.identity, lm.dtype, lm.add_bos_token).hflm(8)
         start = time.perf_counter()
         texts = hflm.generate_until(instances, disable_tqdm=True)
     return time.perf_counter() - start, texts

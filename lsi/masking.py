@@ -10,7 +10,7 @@ Every change is undone on exit, leaving the model exactly as it was.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 
 import torch
@@ -179,3 +179,15 @@ def pruned_copy(model: nn.Module, kept_blocks: Iterable[int]) -> nn.Module:
         state[key] = value
     smaller.load_state_dict(state, strict=True)
     return smaller.to(next(model.parameters()).device).eval()
+
+
+@contextmanager
+def removed_by_reference(model: nn.Module, dropped: Sequence[Player]) -> Iterator[nn.Module]:
+    """The model with `dropped` removed without skipping, for lm-eval to run on in the equivalence
+    tests and benchmarks: whole blocks deleted (a smaller copy), branches zeroed by hooks."""
+    if dropped and all(p.kind == "block" for p in dropped):
+        n_blocks = len(get_path(model, architecture(model).layers))
+        yield pruned_copy(model, [b for b in range(n_blocks) if b not in {p.block for p in dropped}])
+    else:
+        with zeroed(model, dropped):
+            yield model

@@ -4,40 +4,23 @@ user's YAML task over a local file (tests/tasks)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from pathlib import Path
 
-import lm_eval
 import numpy as np
 import pytest
+from test_lm_eval_equivalence import _lm_eval_run
 
 from lsi.analysis import above_chance
 from lsi.layer_game import LayerGame
-from lsi.masking import pruned_copy, zeroed
-from lsi.models import LoadedModel
 from lsi.players import coalition_without, parse_players
 from lsi.scoring import Scorer
-from lsi.tasks import lm_eval_tasks, load_task, offline_tasks
+from lsi.tasks import load_task, offline_tasks
 from lsi.values import chance_level, document_values, game_value
 
 USER_TASKS = str(Path(__file__).parent / "tasks")
 RTOL = 1e-4  # float32: two correct summation orders of one request's log-probs
-
-
-def _lm_eval(smollm: LoadedModel, scorer: Scorer, dropped: list) -> dict:
-    if scorer.granularity == "block" and dropped:
-        removed = {p.block for p in dropped}
-        model = pruned_copy(smollm.model, [b for b in range(len(scorer.players)) if b not in removed])
-        context = contextlib.nullcontext()
-    else:
-        model, context = smollm.model, zeroed(smollm.model, dropped)
-    hflm = LoadedModel(model, smollm.tokenizer, smollm.identity, smollm.dtype, smollm.add_bos_token).hflm(2)
-    with context:
-        return lm_eval.simple_evaluate(
-            model=hflm, limit=scorer.limit, log_samples=True, bootstrap_iters=0, **lm_eval_tasks(scorer.task)
-        )
 
 
 @pytest.mark.slow
@@ -56,7 +39,7 @@ def test_values_equal_lm_eval(smollm, tmp_path, monkeypatch, task, include, limi
     scorer = Scorer(smollm, task_set, limit, granularity, tmp_path)
     dropped = parse_players(drop, scorer.players)
     row = scorer.scores([coalition_without(scorer.players, dropped)], progress=False).iloc[0]
-    out = _lm_eval(smollm, scorer, dropped)
+    out = _lm_eval_run(smollm, scorer, dropped)
 
     samples = {s["doc_id"]: s for s in out["samples"][task]}
     theirs = [float(np.ravel(samples[doc.doc_id]["resps"][0][0])[0]) for doc in scorer.docs]
@@ -97,7 +80,7 @@ def test_generations_equal_lm_eval(smollm, tmp_path, granularity, drop):
     dropped = parse_players(drop, scorer.players)
     coalition = coalition_without(scorer.players, dropped)
     row = scorer.scores([coalition], progress=False).iloc[0]
-    out = _lm_eval(smollm, scorer, dropped)
+    out = _lm_eval_run(smollm, scorer, dropped)
 
     samples = {s["doc_id"]: s for s in out["samples"]["nq_open"]}
     _, ties = scorer._generate(coalition)

@@ -4,13 +4,11 @@ through HFLM on a model whose layers lm-eval-side code removed (deleted blocks, 
 
 from __future__ import annotations
 
-import contextlib
-
 import lm_eval
 import numpy as np
 import pytest
 
-from lsi.masking import pruned_copy, zeroed
+from lsi.masking import removed_by_reference
 from lsi.models import LoadedModel
 from lsi.players import coalition_without, list_players, parse_players
 from lsi.scoring import Scorer, near_tie
@@ -33,14 +31,10 @@ CASES = [
 
 def _lm_eval_run(smollm: LoadedModel, scorer: Scorer, dropped) -> dict:
     """lm-eval on the same model with the players removed lm-eval-side, per-sample results logged."""
-    if scorer.granularity == "block" and dropped:
-        removed = {p.block for p in dropped}
-        model = pruned_copy(smollm.model, [b for b in range(len(scorer.players)) if b not in removed])
-        context = contextlib.nullcontext()
-    else:
-        model, context = smollm.model, zeroed(smollm.model, dropped)
-    hflm = LoadedModel(model, smollm.tokenizer, smollm.identity, smollm.dtype, smollm.add_bos_token).hflm(2)
-    with context:
+    with removed_by_reference(smollm.model, dropped) as model:
+        hflm = LoadedModel(model, smollm.tokenizer, smollm.identity, smollm.dtype, smollm.add_bos_token).hflm(
+            2
+        )
         return lm_eval.simple_evaluate(
             model=hflm, limit=scorer.limit, log_samples=True, bootstrap_iters=0, **lm_eval_tasks(scorer.task)
         )
