@@ -19,11 +19,14 @@ from lsi.store import ScoreStore
 
 
 def store_index(results: Path) -> pd.DataFrame:
-    """One row per score store under `results`: its configuration and what it holds."""
+    """One row per multiple-choice score store under `results` (the paper's tables and figures are of
+    those; stores of other tasks are read with `lsi.values`): its configuration and what it holds."""
     rows = []
     for meta_file in sorted(Path(results).glob("scores/*/*/*/meta.json")):
         store = ScoreStore.open(meta_file.parent)
         meta = store.meta
+        if meta.get("task_info", {}).get("output_type", "multiple_choice") != "multiple_choice":
+            continue
         players = meta["players"]
         stored = store.coalitions()
         singles = set(single_removals(len(players)))

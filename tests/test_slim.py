@@ -19,9 +19,19 @@ from lsi import store as store_module
 from lsi.game import all_coalitions, bit_strings
 from lsi.layer_game import LayerGame, margins
 from lsi.store import IDENTITY_KEYS, ScoreStore
+from lsi.values import document_values, metrics_of
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMITTED = sorted(p.parent for p in (ROOT / "results" / "scores").glob("*/*/*/meta.json"))
+COMMITTED_ALL = sorted(p.parent for p in (ROOT / "results" / "scores").glob("*/*/*/meta.json"))
+
+
+def _has_choices(store: Path) -> bool:
+    info = json.loads((store / "meta.json").read_text()).get("task_info", {})
+    return info.get("output_type", "multiple_choice") == "multiple_choice"
+
+
+COMMITTED = [p for p in COMMITTED_ALL if _has_choices(p)]  # the margins and slimming are of choices
+OTHER_TASKS = [p for p in COMMITTED_ALL if not _has_choices(p)]
 N_PLAYERS, N_DOCS = 3, 30
 
 
@@ -186,3 +196,16 @@ def test_every_committed_store_reads_and_takes_a_new_coalition(committed, tmp_pa
     score, margin = LayerGame(store, "score").doc_values(kept), LayerGame(store, "margin").doc_values(kept)
     assert np.array_equal(score[1], row[f"doc_{meta['metric']}"])
     assert np.array_equal(margin[1], margins(meta, row["loglik"])) and np.isfinite(margin[0]).all()
+
+
+@pytest.mark.parametrize("committed", OTHER_TASKS, ids=lambda p: "/".join(p.parts[-3:]))
+def test_every_committed_store_of_a_task_without_choices_gives_its_values(committed):
+    """Stores of log-likelihood, perplexity and generative tasks: every row gives per-document values
+    for every metric it keeps, whose mean is the row's score for the task's own metric."""
+    store = ScoreStore.open(committed)
+    meta = store.meta
+    for row in store.frame().to_dict("records"):
+        values = document_values(meta, row)
+        assert values.shape == (meta["n_docs"],) and values.mean() == pytest.approx(row["score"], rel=1e-5)
+        for metric in metrics_of(meta, row):
+            assert document_values(meta, row, metric).shape == (meta["n_docs"],)
