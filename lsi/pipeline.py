@@ -183,7 +183,7 @@ def shapley(
         "dtype": config.dtype.value,
         "granularity": config.granularity.value,
         "value": config.value.value if config.metric is None else f"score-{slug(config.metric)}",
-        "metric": game.metric,
+        "metric": config.metric or store.meta["metric"],
         "restricted_to": list(players) or None,
     }
     path, written = save_estimate(store, result, record)
