@@ -20,10 +20,26 @@ class Architecture:
     ffn: tuple[str, ...]  # modules that make up the FFN branch; the last one feeds the residual
     tail: tuple[str, ...]  # modules applied after the last block, in order (final norm, projections, head)
     ffn_kind: str = "mlp"  # "moe" for mixture-of-experts FFNs
+    # Inside a block, the module (or parameter) whose output each branch adds to the residual: zeroing
+    # its weight and bias removes that branch from a saved checkpoint exactly (lsi.prune).
+    attn_out: str = "self_attn.o_proj"
+    ffn_out: str = "mlp.down_proj"
+    # Families with sandwich norms normalise a branch's output before the residual adds it: the
+    # module whose output is the branch's contribution to the residual (None: the branch itself).
+    attn_post: str | None = None
+    ffn_post: str | None = None
 
 
 _PRE_NORM = Architecture(
     layers="model.layers", attn="self_attn", ffn=("mlp",), tail=("model.norm", "lm_head")
+)
+_SANDWICH = Architecture(
+    layers="model.layers",
+    attn="self_attn",
+    ffn=("mlp",),
+    tail=("model.norm", "lm_head"),
+    attn_post="post_attention_layernorm",
+    ffn_post="post_feedforward_layernorm",
 )
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -31,21 +47,33 @@ ARCHITECTURES: dict[str, Architecture] = {
     "mistral": _PRE_NORM,
     "qwen2": _PRE_NORM,
     "qwen3": _PRE_NORM,
-    "gemma2": _PRE_NORM,
-    "gemma3_text": _PRE_NORM,
+    "gemma2": _SANDWICH,
+    "gemma3_text": _SANDWICH,
     "phi3": _PRE_NORM,
-    "olmo2": _PRE_NORM,
+    "olmo2": _SANDWICH,
     "mixtral": Architecture(
-        layers="model.layers", attn="self_attn", ffn=("mlp",), tail=("model.norm", "lm_head"), ffn_kind="moe"
+        layers="model.layers",
+        attn="self_attn",
+        ffn=("mlp",),
+        tail=("model.norm", "lm_head"),
+        ffn_kind="moe",
+        ffn_out="mlp.experts.down_proj",  # every expert's down projection, one stacked parameter
     ),
     "gpt2": Architecture(
-        layers="transformer.h", attn="attn", ffn=("mlp",), tail=("transformer.ln_f", "lm_head")
+        layers="transformer.h",
+        attn="attn",
+        ffn=("mlp",),
+        tail=("transformer.ln_f", "lm_head"),
+        attn_out="attn.c_proj",
+        ffn_out="mlp.c_proj",
     ),
     "gpt_neox": Architecture(
         layers="gpt_neox.layers",
         attn="attention",
         ffn=("mlp",),
         tail=("gpt_neox.final_layer_norm", "lm_head"),
+        attn_out="attention.dense",
+        ffn_out="mlp.dense_4h_to_h",
     ),
     # OPT has no FFN module: fc1 -> activation -> fc2. Removing the FFN replaces fc1 and fc2.
     "opt": Architecture(
@@ -53,6 +81,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         attn="self_attn",
         ffn=("fc1", "fc2"),
         tail=("model.decoder.final_layer_norm", "model.decoder.project_out", "lm_head"),
+        attn_out="self_attn.out_proj",
+        ffn_out="fc2",
     ),
 }
 

@@ -103,6 +103,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("store", help="check score stores part by part, or set their damaged parts aside")
     p.add_argument("action", choices=("check", "repair"))
     p.add_argument("path", nargs="?", type=Path, default=Path("results"), help="a store or a results folder")
+    p = sub.add_parser(
+        "importance", help="every importance measure per player side by side (Shapley, ablation, one-pass)"
+    )
+    add_arguments(p, field_names([STORE, GAME, ESTIMATE, RUNTIME]))
+    p.add_argument(
+        "--measures", default=None, help="comma-separated, of shapley,ablation,bi,angular,llmdrop (all)"
+    )
+    p.add_argument("--json", **OUTPUT)
+    p = sub.add_parser(
+        "pruning-curves",
+        help="remove players in each measure's order, scoring the task and a perplexity task",
+    )
+    add_arguments(p, field_names([STORE, GAME, ESTIMATE, RUNTIME]))
+    p.add_argument(
+        "--measures", default=None, help="comma-separated, of shapley,ablation,bi,angular,llmdrop (all)"
+    )
+    p.add_argument(
+        "--iterative",
+        default="bi,llmdrop",
+        help="recompute these after each removal: of ablation (greedy), bi, llmdrop",
+    )
+    p.add_argument(
+        "--ppl-task", default="lambada_openai", help="the perplexity task scored at each step ('' for none)"
+    )
+    p.add_argument("--ppl-limit", type=int, default=1000, help="its documents")
+    p.add_argument("--json", **OUTPUT)
+    p = sub.add_parser("prune", help="write a Hugging Face checkpoint without the dropped players")
+    add_arguments(p, ["model", "dtype", "trust_remote_code"])
+    p.add_argument(
+        "--drop", required=True, help="players to remove, e.g. block.3,attn.5,mlp.7 (both granularities)"
+    )
+    p.add_argument("--out", type=Path, required=True, help="the checkpoint folder to write")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     sub.add_parser("models", help="list the models available offline")
     sub.add_parser("tasks", help="list the tasks available offline")
     return parser
@@ -371,6 +404,84 @@ def cmd_import_scores(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_importance(args: argparse.Namespace) -> int:
+    from lsi.importance import importance, parse_measures, save_importance, store_title
+
+    measures = parse_measures(args.measures)
+    config, scorer, store = _scoring(args)
+    try:
+        imp = importance(config, store, scorer, measures, not args.json)
+    finally:
+        scorer.close()
+    meta = store.meta
+    title = store_title(meta, config.granularity.value)
+    files = save_importance(imp, store, title)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "table": imp.table.to_dict("records"),
+                    "correlations": imp.correlations.to_dict("records"),
+                    "spans": None if imp.spans is None else imp.spans.to_dict("records"),
+                    "record": imp.record,
+                    "files": [str(f) for f in files],
+                },
+                default=_none,
+            )
+        )
+    else:
+        print(title)
+        print(imp.table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(imp.correlations.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        if imp.spans is not None:
+            print(imp.spans.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print("files: " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def cmd_pruning_curves(args: argparse.Namespace) -> int:
+    from lsi import figures, style
+    from lsi.importance import parse_measures, store_title
+    from lsi.pruning_curves import best_at, pruning_curves
+    from lsi.values import chance_level
+
+    config = _config(args)
+    iterative = [m.strip() for m in args.iterative.split(",") if m.strip()]
+    curves, imp, record = pruning_curves(
+        config, parse_measures(args.measures), iterative, args.ppl_task or None, args.ppl_limit, not args.json
+    )
+    store_path = config.store_path()
+    from lsi.store import ScoreStore
+
+    meta = ScoreStore.open(store_path).meta
+    title = store_title(meta, config.granularity.value)
+    files = style.save(
+        figures.pruning_curves(curves, chance_level(meta, config.metric), title),
+        store_path / "pruning",
+        "curves",
+    )
+    if args.json:
+        print(json.dumps(record | {"files": [str(f) for f in files]}, default=str))
+    else:
+        print(title)
+        print(best_at(curves, record["players"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print("files: " + ", ".join(str(f) for f in [store_path / "pruning" / "curves.csv", *files]))
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from lsi.models import load_model
+    from lsi.prune import free_folder, named_players, write_pruned
+
+    config = _config(args)
+    free_folder(args.out, args.force)
+    lm = load_model(config.model, config.dtype.value, trust_remote_code=config.trust_remote_code)
+    dropped = named_players(lm.model, args.drop.split(","))
+    out = write_pruned(lm, dropped, args.out, args.force)
+    print(f"{out}: {config.model} without {', '.join(p.name for p in dropped)} ({config.dtype.value})")
+    return 0
+
+
 def cmd_models(_args: argparse.Namespace) -> int:
     from lsi.assets import embedded_models, is_installed
 
@@ -451,6 +562,9 @@ COMMANDS = {
     "models": cmd_models,
     "tasks": cmd_tasks,
     "study": cmd_study,
+    "prune": cmd_prune,
+    "importance": cmd_importance,
+    "pruning-curves": cmd_pruning_curves,
     "store": cmd_store,
 }
 

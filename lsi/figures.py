@@ -215,3 +215,68 @@ def removal_curves(curves: Mapping[str, pd.DataFrame], full: float, chance: floa
     ax.legend()
     ax.set_title(title)
     return fig
+
+
+def importance_measures(table: pd.DataFrame, correlations: pd.DataFrame, title: str) -> plt.Figure:
+    """Every measure along depth (each scaled to its own maximum), and their rank correlations."""
+    style.apply()
+    fig, (ax, heat) = plt.subplots(
+        1, 2, figsize=(style.COLUMN_WIDTH * 2, 2.6), constrained_layout=True, width_ratios=(2.2, 1)
+    )
+    measures = [m for m in ("shapley", "ablation", "bi", "llmdrop") if m in table and table[m].notna().any()]
+    x = np.arange(len(table))
+    for m in measures:
+        values = table[m].to_numpy(dtype=float)
+        ax.plot(x, values / np.nanmax(np.abs(values)), marker=".", ms=3, lw=0.9, label=m)
+    _player_axis(ax, table["player"].tolist())
+    ax.set_ylabel("measure / its largest |value|")
+    ax.legend(ncol=len(measures), fontsize="small")
+    matrix = pd.DataFrame(np.eye(len(measures)), index=measures, columns=measures)
+    for r in correlations.itertuples():
+        if r.measure_a in measures and r.measure_b in measures:
+            matrix.loc[r.measure_a, r.measure_b] = matrix.loc[r.measure_b, r.measure_a] = r.spearman
+    image = heat.imshow(matrix.to_numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
+    heat.set_xticks(range(len(measures)), measures, rotation=45)
+    heat.set_yticks(range(len(measures)), measures)
+    heat.grid(False)
+    for (i, j), rho in np.ndenumerate(matrix.to_numpy()):
+        color = "white" if abs(rho) > 0.6 else "black"
+        heat.text(j, i, f"{rho:.2f}", ha="center", va="center", fontsize="x-small", color=color)
+    fig.colorbar(image, ax=heat, label="Spearman")
+    fig.suptitle(title)
+    return fig
+
+
+def pruning_curves(curves: pd.DataFrame, chance: float | None, title: str) -> plt.Figure:
+    """Task score (with its 95% interval) and perplexity as players are pruned, a line per measure."""
+    style.apply()
+    with_ppl = curves["perplexity"].notna().any()
+    fig, axes = plt.subplots(
+        1,
+        2 if with_ppl else 1,
+        figsize=(style.COLUMN_WIDTH * (2 if with_ppl else 1), 2.6),
+        constrained_layout=True,
+    )
+    axes = np.atleast_1d(axes)
+    for (measure, mode), curve in curves.groupby(["measure", "mode"], sort=False):
+        label = f"{measure}" + (" (iterative)" if mode == "iterative" else "")
+        ls = "--" if mode == "iterative" else "-"
+        (line,) = axes[0].plot(curve["k"], curve["score"], ls=ls, marker=".", ms=3, lw=1, label=label)
+        axes[0].fill_between(
+            curve["k"], curve["ci_low"], curve["ci_high"], color=line.get_color(), alpha=0.12
+        )
+        if with_ppl:
+            axes[1].plot(
+                curve["k"], curve["perplexity"], ls=ls, marker=".", ms=3, lw=1, color=line.get_color()
+            )
+    if chance is not None:
+        axes[0].axhline(chance, color="0.45", ls=":", lw=0.9, label="chance")
+    axes[0].set_xlabel("players removed")
+    axes[0].set_ylabel("task score")
+    axes[0].legend(fontsize="x-small")
+    if with_ppl:
+        axes[1].set_yscale("log")
+        axes[1].set_xlabel("players removed")
+        axes[1].set_ylabel("perplexity (log scale)")
+    fig.suptitle(title)
+    return fig

@@ -108,15 +108,17 @@ def skip(model: nn.Module, removed: Iterable[Player]) -> Iterator[nn.Module]:
     saved_config = {k: getattr(config, k) for k in ("num_hidden_layers", "layer_types") if hasattr(config, k)}
     renumbered: list[tuple[nn.Module, int]] = []
     with ExitStack() as stack:
-        for b, kinds in partial.items():
-            stack.enter_context(branches_removed(model, layers[b], kinds))
         try:
             set_path(model, arch.layers, nn.ModuleList([layers[b] for b in kept]))
+            # Renumbered before any branch is swapped out, so that a removed attention (held aside by
+            # its stand-in) also gets its new index: the stand-in's cache placeholder goes there.
             for new_index, b in enumerate(kept):
                 for module in layers[b].modules():
                     if getattr(module, "layer_idx", None) == b:
                         renumbered.append((module, b))
                         module.layer_idx = new_index
+            for b, kinds in partial.items():
+                stack.enter_context(branches_removed(model, layers[b], kinds))
             config.num_hidden_layers = len(kept)
             if saved_config.get("layer_types") is not None:
                 config.layer_types = [saved_config["layer_types"][b] for b in kept]

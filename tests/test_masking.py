@@ -72,10 +72,13 @@ def test_skip_restores_config_and_modules(family_model):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-@pytest.mark.parametrize("removed_names", [("attn.0",), ("block.0",), ("attn.1", "mlp.2")])
+@pytest.mark.parametrize(
+    "removed_names", [("attn.0",), ("block.0",), ("attn.1", "mlp.2"), ("attn.0", "mlp.0", "attn.2")]
+)
 def test_kv_cache_generation_on_reduced_model(family_model, removed_names):
     """Cached and uncached decoding agree, also without the first attention (the cache length is
-    read from the first cache layer)."""
+    read from the first cache layer), and with a block deleted before a removed attention (whose
+    cache placeholder must go to the attention's new index)."""
     family, model = family_model
     granularity = "block" if removed_names[0].startswith("block") else "sublayer"
     ffn = "moe" if family == "mixtral" else "mlp"

@@ -1,0 +1,216 @@
+"""Pruning curves: remove k = 1 .. n/2 players in the order each importance measure gives, score every
+step on the task (through the score store, so steps shared by measures are scored once) and on a
+perplexity task.
+
+One-shot: the order of the full model's measure. Iterative: the measure recomputed on the pruned model
+after each removal. Costs, in scored coalitions or forward passes over the task's inputs, for n
+players and K steps:
+- ablation, iterative = greedy (SLEB's rule, with the task score instead of perplexity): round k scores
+  the n - k + 1 candidates, sum_k (n - k + 1) coalitions in all (1,365 for n = 60, K = 30);
+- bi and llmdrop, iterative: one forward pass over the inputs per round (K passes), no extra coalitions;
+- shapley: one-shot only (an iterative variant needs a new estimate of the reduced game every round,
+  the estimator's whole budget K times);
+- angular: Gromov et al.'s best span of each length k (blocks only); a span is not a nested order, so
+  it has no iterative variant.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lsi.analysis import bootstrap_mean_interval
+from lsi.errors import UserError
+from lsi.importance import Importance
+from lsi.players import Player, coalition_without
+from lsi.values import document_values
+
+ITERATIVE = ("ablation", "bi", "llmdrop")
+
+
+@dataclass
+class Step:
+    measure: str
+    mode: str  # "one-shot" or "iterative"
+    removed: tuple[str, ...]
+
+
+def one_shot_steps(imp: Importance, measure: str, k_max: int) -> list[Step]:
+    """Steps k = 1 .. k_max in the full model's order (angular: the best span of each length)."""
+    if measure == "angular":
+        if imp.spans is None:
+            return []
+        spans = imp.spans[imp.spans["k"] <= k_max].itertuples()
+        return [
+            Step(measure, "one-shot", tuple(f"block.{b}" for b in range(s.first_block, s.last_block + 1)))
+            for s in spans
+        ]
+    if measure not in imp.table or imp.table[measure].isna().all():
+        return []
+    order = imp.order(measure)
+    return [Step(measure, "one-shot", tuple(order[:k])) for k in range(1, min(k_max, len(order)) + 1)]
+
+
+def greedy_ablation_steps(
+    scorer, k_max: int, value: Callable[[pd.Series], float], progress: bool
+) -> list[Step]:  # noqa: ANN001
+    """SLEB's greedy rule on the task: each round removes the player whose removal scores highest."""
+    removed: list[Player] = []
+    steps = []
+    for _ in range(k_max):
+        candidates = [p for p in scorer.players if p not in removed]
+        coalitions = [coalition_without(scorer.players, [*removed, p]) for p in candidates]
+        rows = scorer.scores(coalitions, progress=progress).set_index("coalition")
+        scores = [value(rows.loc[c]) for c in coalitions]
+        removed.append(candidates[int(np.argmax(scores))])  # ties: the first in player order
+        steps.append(Step("ablation", "iterative", tuple(p.name for p in removed)))
+    return steps
+
+
+def recomputed_steps(
+    scorer, measure: str, k_max: int, sequences: Sequence[np.ndarray], pad_id: int
+) -> list[Step]:  # noqa: ANN001
+    """Each round removes the lowest player by `measure` ("bi" or "llmdrop") recomputed on the model
+    with the players removed so far skipped (one forward pass over the inputs per round)."""
+    from lsi.masking import removal_plan, skip
+    from lsi.measures import one_pass_measures
+
+    model = scorer.lm.model
+    removed: list[Player] = []
+    steps = []
+    for _ in range(k_max):
+        kept_blocks, _ = removal_plan(removed, scorer.lm.identity.n_blocks)
+        with skip(model, removed):
+            measured = one_pass_measures(model, sequences, pad_id)
+        values = {}
+        for new, b in enumerate(kept_blocks):  # the skipped model's blocks are renumbered
+            if measure == "bi":
+                values[f"block.{b}"] = measured.block_influence[new]
+            else:
+                for j, kind in enumerate(("attn", scorer.players[1].kind)):
+                    values[f"{kind}.{b}"] = measured.llm_drop[new][j]
+        left = [p for p in scorer.players if p not in removed and p.name in values]
+        if not left:
+            raise UserError(f"measure {measure} is not defined for {scorer.players[0].kind} players")
+        removed.append(min(left, key=lambda p: values[p.name]))  # ties: the first in player order
+        steps.append(Step(measure, "iterative", tuple(p.name for p in removed)))
+    return steps
+
+
+def scored_curves(
+    scorer, steps: Sequence[Step], ppl_scorer=None, progress: bool = True, resamples: int = 1000
+) -> pd.DataFrame:  # noqa: ANN001
+    """One row per step (and the full model as k = 0): task score with a 95% document-bootstrap
+    interval, and the perplexity task's value where a scorer for it is given."""
+    by_name = {p.name: p for p in scorer.players}
+    coalitions = [coalition_without(scorer.players, [by_name[n] for n in s.removed]) for s in steps]
+    full = "1" * len(scorer.players)
+    rows = scorer.scores([full, *coalitions], progress=progress).set_index("coalition")
+    ppl = None
+    if ppl_scorer is not None:
+        ppl_rows = ppl_scorer.scores([full, *coalitions], progress=progress).set_index("coalition")
+        metric = ppl_scorer.store.meta["metric"]
+        ppl = {c: json.loads(ppl_rows.at[c, "metrics"])[metric] for c in ppl_rows.index}
+    meta = scorer.store.meta
+    out = []
+    measures = dict.fromkeys((s.measure, s.mode) for s in steps)
+    for measure, mode in measures:
+        chosen = [
+            (s, c) for s, c in zip(steps, coalitions, strict=True) if (s.measure, s.mode) == (measure, mode)
+        ]
+        for k, (step, coalition) in enumerate([(Step(measure, mode, ()), full), *chosen]):
+            docs = document_values(meta, rows.loc[coalition].to_dict())
+            low, high = bootstrap_mean_interval(docs, resamples)
+            out.append(
+                {
+                    "measure": measure,
+                    "mode": mode,
+                    "k": len(step.removed) if k else 0,
+                    "removed": ",".join(step.removed),
+                    "coalition": coalition,
+                    "score": float(docs.mean()),
+                    "ci_low": low,
+                    "ci_high": high,
+                    "perplexity": None if ppl is None else ppl[coalition],
+                }
+            )
+    return pd.DataFrame(out)
+
+
+def best_at(curves: pd.DataFrame, n_players: int, share: float = 0.25) -> pd.DataFrame:
+    """Each curve's score with `share` of the players removed (rounded), best first."""
+    k = max(1, round(share * n_players))
+    at = curves[curves["k"] == k].sort_values("score", ascending=False)
+    return at[["measure", "mode", "k", "score", "ci_low", "ci_high", "perplexity", "removed"]].reset_index(
+        drop=True
+    )
+
+
+def pruning_curves(
+    config,  # noqa: ANN001 - lsi.config.RunConfig
+    measures: Sequence[str],
+    iterative: Sequence[str] = ("bi", "llmdrop"),
+    ppl_task: str | None = "lambada_openai",
+    ppl_limit: int | None = 1000,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, Importance, dict]:
+    """The curves of every measure (one-shot) and of the `iterative` ones, up to half the players,
+    saved next to the store as pruning/curves.csv with a record of how they were made."""
+    from lsi.importance import importance
+    from lsi.measures import lm_eval_inputs
+    from lsi.pipeline import LazyScorer, open_store
+    from lsi.provenance import now, versions
+    from lsi.scoring import Scorer
+
+    unknown = [m for m in iterative if m not in ITERATIVE]
+    if unknown:
+        raise UserError(
+            f"no iterative variant of {', '.join(unknown)}; iterative measures: {', '.join(ITERATIVE)}"
+        )
+    lazy = LazyScorer(config)
+    try:
+        store = open_store(config, lazy)
+        imp = importance(config, store, lazy, measures, progress)
+        scorer = lazy()
+        n = len(scorer.players)
+        k_max = n // 2
+        steps = [s for m in measures for s in one_shot_steps(imp, m, k_max)]
+        if "ablation" in iterative:
+            steps += greedy_ablation_steps(scorer, k_max, lambda row: float(row["score"]), progress)
+        sequences = lm_eval_inputs(scorer.requests, scorer.max_length)
+        pad = scorer.lm.tokenizer.pad_token_id or 0
+        for measure in (m for m in iterative if m in ("bi", "llmdrop") and m in imp.table):
+            if imp.table[measure].notna().any():
+                steps += recomputed_steps(scorer, measure, k_max, sequences, pad)
+        ppl = None
+        if ppl_task:
+            ppl = Scorer(scorer.lm, ppl_task, ppl_limit, config.granularity.value, config.results)
+        curves = scored_curves(scorer, steps, ppl, progress)
+    finally:
+        lazy.close()
+    folder = store.path / "pruning"
+    folder.mkdir(exist_ok=True)
+    curves.to_csv(folder / "curves.csv", index=False)
+    record = {
+        "model": store.meta["model"],
+        "dtype": store.meta["dtype"],
+        "task": store.meta["task"],
+        "limit": store.meta["limit"],
+        "n_docs": store.meta["n_docs"],
+        "granularity": config.granularity.value,
+        "players": n,
+        "k_max": k_max,
+        "measures": list(measures),
+        "iterative": list(iterative),
+        "perplexity_task": ppl_task and {"task": ppl_task, "limit": ppl_limit, "store": str(ppl.store.path)},
+        "importance": imp.record,
+        "best_at_25_percent": best_at(curves, n).to_dict("records"),
+        "created": now(),
+        "versions": versions(),
+    }
+    (folder / "curves.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    return curves, imp, record

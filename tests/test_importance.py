@@ -1,0 +1,92 @@
+"""The measures side by side and the pruning curves on the embedded model (4 ARC-Easy documents,
+whole blocks, float32): every column is the quantity it names, computed again another way; the
+curves' steps follow each measure's order and their scores are the store's."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lsi.config import RunConfig
+from lsi.errors import UserError
+from lsi.importance import importance, measures_path, parse_measures
+from lsi.measures import lm_eval_inputs, one_pass_measures
+from lsi.players import coalition_without
+from lsi.pruning_curves import best_at, greedy_ablation_steps, one_shot_steps, recomputed_steps, scored_curves
+from lsi.scoring import Scorer
+
+
+@pytest.fixture(scope="module")
+def setting(smollm, tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    config = RunConfig(
+        task="arc_easy", limit=4, granularity="block", dtype="float32", results_dir=str(results)
+    )
+    scorer = Scorer(smollm, "arc_easy", 4, "block", results)
+    imp = importance(config, scorer.store, lambda: scorer, progress=False)
+    return config, scorer, imp
+
+
+def test_every_column_is_what_it_names(setting):
+    _, scorer, imp = setting
+    table = imp.table.set_index("player")
+    rows = scorer.store.frame().set_index("coalition")
+    full = rows.at["1" * 30, "score"]
+    for p in scorer.players:
+        assert table.at[p.name, "ablation"] == pytest.approx(
+            full - rows.at[coalition_without(scorer.players, [p]), "score"]
+        )
+    direct = one_pass_measures(scorer.lm.model, lm_eval_inputs(scorer.requests, scorer.max_length))
+    np.testing.assert_allclose(table["bi"], direct.block_influence, rtol=1e-9)
+    assert table["llmdrop"].isna().all()  # a branch measure: undefined for whole blocks
+    assert list(imp.spans["k"]) == list(range(1, 30))
+    pairs = set(zip(imp.correlations["measure_a"], imp.correlations["measure_b"], strict=True))
+    assert pairs == {("shapley", "ablation"), ("shapley", "bi"), ("ablation", "bi")}
+    assert imp.order("bi")[0] == table["bi"].idxmin()
+
+
+def test_one_pass_measures_are_read_back_without_a_model(setting):
+    config, scorer, imp = setting
+    record = json.loads(measures_path(scorer.store).read_text())
+    assert record["model"]["weights_sha256"] == scorer.lm.identity.weights_sha256 and record["n_docs"] == 4
+
+    def no_model():
+        raise AssertionError("the model was asked for")
+
+    again = importance(config, scorer.store, no_model, ("bi", "angular", "ablation"), progress=False)
+    np.testing.assert_array_equal(again.table["bi"], imp.table["bi"])
+
+
+def test_curves_follow_each_order_and_score_through_the_store(setting):
+    _, scorer, imp = setting
+    steps = [s for m in ("shapley", "bi", "angular", "llmdrop") for s in one_shot_steps(imp, m, 3)]
+    assert [s.removed for s in steps if s.measure == "bi"] == [tuple(imp.order("bi")[:k]) for k in (1, 2, 3)]
+    assert not [s for s in steps if s.measure == "llmdrop"]  # undefined for blocks: no curve
+    angular = [s.removed for s in steps if s.measure == "angular"]
+    assert [len(r) for r in angular] == [1, 2, 3]
+    greedy = greedy_ablation_steps(scorer, 2, lambda row: float(row["score"]), progress=False)
+    rows = scorer.store.frame().set_index("coalition")
+    by_name = {p.name: p for p in scorer.players}
+    first = max(
+        scorer.players, key=lambda p: (rows.at[coalition_without(scorer.players, [p]), "score"], -p.index)
+    )
+    assert greedy[0].removed == (first.name,) and greedy[1].removed[0] == first.name
+    recomputed = recomputed_steps(scorer, "bi", 2, lm_eval_inputs(scorer.requests, scorer.max_length), 0)
+    assert recomputed[0].removed == (imp.order("bi")[0],)
+    curves = scored_curves(scorer, [*steps, *greedy, *recomputed], progress=False, resamples=50)
+    rows = scorer.store.frame().set_index("coalition")
+    for r in curves.itertuples():
+        removed = [by_name[n] for n in r.removed.split(",")] if r.removed else []
+        assert r.coalition == coalition_without(scorer.players, removed)
+        assert r.score == pytest.approx(rows.at[r.coalition, "score"]) and r.ci_low <= r.score <= r.ci_high
+    assert set(curves.groupby(["measure", "mode"]).size()) <= {3, 4}  # k = 0 .. 3 (greedy/recomputed: 0 .. 2)
+    top = best_at(curves, 8)  # 25% of 8 players = 2 removed
+    assert (top["k"] == 2).all() and top["score"].is_monotonic_decreasing
+
+
+def test_bad_measures_are_named():
+    with pytest.raises(UserError, match="unknown measure 'shapely'|unknown measure shapely"):
+        parse_measures("shapley,shapely")
+    assert parse_measures(None) == ("shapley", "ablation", "bi", "angular", "llmdrop")
