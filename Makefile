@@ -15,7 +15,7 @@ LIMIT     ?= 50
 SCRATCH   ?= scratch
 STUDY     ?= studies/paper.yaml
 
-.PHONY: setup browser models models-1.5b demo ablate study dtype-check figures notebooks test test-fast lint bench clean-venv
+.PHONY: setup browser models models-1.5b demo ablate study scale-study pruning-curves dtype-check figures notebooks test test-fast lint bench clean-venv
 
 setup: $(BIN)/lsi
 
@@ -66,6 +66,21 @@ ablate: setup
 # The paper's grid through the notebooks (papermill), resumable; `make study STUDY=studies/smoke.yaml` to try it.
 study: setup
 	$(BIN)/lsi study $(STUDY)
+
+# The 1.5B model under the paper's protocol (studies/scale.yaml): hours per task on a CPU, resumable.
+scale-study: models-1.5b
+	$(BIN)/lsi study studies/scale.yaml --no-figures
+
+# Pruning curves of the measures on the study's 1000-document bfloat16 stores (docs/pruning.md),
+# MODEL:TASK:GRANULARITY cells in turn; each resumes from its store.
+PRUNING_CELLS ?= smollm2-135m:arc_easy:block smollm2-135m:arc_easy:sublayer smollm2-135m:piqa:block \
+                 smollm2-135m:piqa:sublayer gemma3-270m:arc_easy:sublayer gemma3-270m:piqa:sublayer \
+                 qwen2.5-coder-0.5b:arc_easy:sublayer qwen2.5-coder-0.5b:piqa:sublayer
+pruning-curves: setup
+	for cell in $(PRUNING_CELLS); do \
+	  set -- $$(echo $$cell | tr : ' '); \
+	  $(BIN)/lsi pruning-curves --model $$1 --task $$2 --granularity $$3 --limit 1000 || exit $$?; \
+	done
 
 # The float32 check of the bfloat16 study: single-player ablation of SmolLM2's sub-layers in float32
 # on the study's documents; 02_paper_figures then counts the documents whose answer flips.

@@ -53,9 +53,12 @@ from lsi.analysis import (
     estimator_summary,
     limit_agreement,
 )
+from lsi.importance import store_title
+from lsi.pruning_curves import best_at
 from lsi.report import CONFIGURATION, cornerstone_statistics, dense_vs_moe, shapley_grids, task_order
 from lsi.results import estimate_index, store_index, write_table
 from lsi.store import ScoreStore
+from lsi.values import chance_level
 
 results, out = Path(results_dir), Path(figures_dir)
 written: list[Path] = []
@@ -185,6 +188,41 @@ show_table(dtype_agreement(stores), "dtype-agreement", "no configuration has a f
 
 # %%
 show_table(limit_agreement(stores), "limit-agreement", "no configuration has stores at two limits yet")
+
+# %% [markdown]
+# ## 9. From importance to pruning
+# Where `lsi importance` and `lsi pruning-curves` ran on a store (docs/pruning.md): every measure per
+# player with their rank correlations, and the task score and perplexity as players are removed in
+# each measure's order; the table gives each curve's score at 25% of the players removed.
+
+# %%
+for csv in sorted(results.glob("scores/*/*/*/measures/importance-*[!s].csv")):
+    meta = ScoreStore.open(csv.parent.parent).meta
+    stem = f"{meta['model']['name']}-{meta['task']}-{csv.parent.parent.name}"
+    correlations = pd.read_csv(csv.with_name(f"{csv.stem}-correlations.csv"))
+    title = f"{store_title(meta, meta['granularity'])} | {meta['dtype']}"
+    show_and_save(figures.importance_measures(pd.read_csv(csv), correlations, title), f"importance-{stem}")
+    show_table(correlations, f"importance-correlations-{stem}")
+pruning = []
+for csv in sorted(results.glob("scores/*/*/*/pruning/curves.csv")):
+    meta = ScoreStore.open(csv.parent.parent).meta
+    stem = f"{meta['model']['name']}-{meta['task']}-{csv.parent.parent.name}"
+    curves = pd.read_csv(csv)
+    title = f"{store_title(meta, meta['granularity'])} | {meta['dtype']}"
+    show_and_save(figures.pruning_curves(curves, chance_level(meta, None), title), f"pruning-{stem}")
+    best = best_at(curves, len(meta["players"]))
+    pruning.append(
+        best.assign(model=meta["model"]["name"], task=meta["task"], granularity=meta["granularity"])
+    )
+show_table(
+    pd.concat(pruning)[
+        ["model", "task", "granularity", "measure", "mode", "k", "score", "ci_low", "ci_high", "perplexity"]
+    ]
+    if pruning
+    else pd.DataFrame(),
+    "pruning-at-25-percent",
+    "no store has pruning curves yet (`make pruning-curves`)",
+)
 
 # %%
 print(f"{len(written)} files written to {out}:")
