@@ -18,6 +18,8 @@ from lsi.estimators.base import Estimate, Estimator, Ledger
 from lsi.estimators.bootstrap import document_intervals
 from lsi.estimators.exact import EXACT
 from lsi.estimators.permutation import PERMUTATION
+from lsi.estimators.regression import LEVERAGE, POLYSHAP
+from lsi.estimators.regression_msr import REGRESSION_MSR
 from lsi.estimators.shapiq_estimators import SHAPIQ_ESTIMATORS
 from lsi.estimators.truncated import TRUNCATED
 from lsi.estimators.window import WINDOW, window_cost
@@ -25,7 +27,8 @@ from lsi.game import MAX_EXACT_PLAYERS, Game, MissingCoalitionError
 from lsi.synthetic_games import AdditiveGame
 
 ESTIMATORS: dict[str, Estimator] = {
-    e.name: e for e in (WINDOW, EXACT, PERMUTATION, TRUNCATED, *SHAPIQ_ESTIMATORS)
+    e.name: e
+    for e in (WINDOW, EXACT, PERMUTATION, TRUNCATED, *SHAPIQ_ESTIMATORS, LEVERAGE, POLYSHAP, REGRESSION_MSR)
 }
 
 __all__ = [
