@@ -36,7 +36,18 @@ from lsi.layer_game import LayerGame
 from lsi.provenance import versions
 from lsi.store import ScoreStore
 
-SAMPLERS = ("permutation", "truncated", "kernelshap", "unbiased_kernelshap", "svarm", "stratified", "kadd")
+SAMPLERS = (
+    "permutation",
+    "truncated",
+    "kernelshap",
+    "unbiased_kernelshap",
+    "svarm",
+    "stratified",
+    "kadd",
+    "leverage",
+    "polyshap",
+    "regression_msr",
+)
 
 
 def cornerstone_set(metric_game: Game) -> set[int]:

@@ -21,7 +21,7 @@ from scipy.stats import spearmanr
 
 from lsi.config import RunConfig
 from lsi.errors import UserError
-from lsi.provenance import now, versions
+from lsi.provenance import made_from, now, versions
 from lsi.store import ScoreStore
 
 MEASURES = ("shapley", "ablation", "bi", "angular", "llmdrop")
@@ -81,13 +81,7 @@ def one_pass_record(store: ScoreStore, scorer: Callable[[], object]) -> dict:
     sequences = lm_eval_inputs(s.requests, s.max_length)
     pad = s.lm.tokenizer.pad_token_id
     measured = one_pass_measures(s.lm.model, sequences, 0 if pad is None else pad)
-    record = {
-        "model": store.meta["model"],
-        "dtype": store.meta["dtype"],
-        "task": store.meta["task"],
-        "split": store.meta["split"],
-        "limit": store.meta["limit"],
-        "n_docs": store.meta["n_docs"],
+    record = made_from(store.meta) | {
         "sequences": measured.sequences,
         "tokens": measured.tokens,
         "block_influence": measured.block_influence.tolist(),

@@ -89,3 +89,8 @@ def store_meta(
         ],
         "tie_tolerance": TIE_TOLERANCE,
     }
+
+
+def made_from(meta: dict) -> dict:
+    """What a result computed from one store names of it: model, dtype, task, split and documents."""
+    return {key: meta[key] for key in ("model", "dtype", "task", "split", "limit", "n_docs")}

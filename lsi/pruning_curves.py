@@ -163,7 +163,7 @@ def pruning_curves(
     from lsi.importance import importance
     from lsi.measures import lm_eval_inputs
     from lsi.pipeline import LazyScorer, open_store
-    from lsi.provenance import now, versions
+    from lsi.provenance import made_from, now, versions
     from lsi.scoring import Scorer
 
     unknown = [m for m in iterative if m not in ITERATIVE]
@@ -195,12 +195,7 @@ def pruning_curves(
     folder = store.path / "pruning"
     folder.mkdir(exist_ok=True)
     curves.to_csv(folder / "curves.csv", index=False)
-    record = {
-        "model": store.meta["model"],
-        "dtype": store.meta["dtype"],
-        "task": store.meta["task"],
-        "limit": store.meta["limit"],
-        "n_docs": store.meta["n_docs"],
+    record = made_from(store.meta) | {
         "granularity": config.granularity.value,
         "players": n,
         "k_max": k_max,

@@ -6,6 +6,7 @@ from itertools import combinations, product
 
 import numpy as np
 import pytest
+from test_estimators import additive_game, pairwise_game, unanimity_game
 
 from lsi.estimators import ESTIMATORS, estimate, planned_coalitions
 from lsi.estimators.regression import kernel_regression
@@ -13,28 +14,12 @@ from lsi.estimators.regression_msr import _estimate as msr_estimate
 from lsi.estimators.sampling import CoalitionSample, classes, draw_units, kernelshap_sample, sample_units
 from lsi.game import TableGame, all_coalitions
 from lsi.synthetic_games import (
-    AdditiveGame,
     BernoulliDocumentGame,
     CornerstoneGame,
-    PairwiseGame,
     UnanimityGame,
 )
 
 NEW = ["leverage", "polyshap", "regression_msr"]
-
-
-def additive_game() -> AdditiveGame:
-    return AdditiveGame([0.5, -1.0, 2.0, 0.0, 0.3, 1.1, -0.4], constant=0.2)
-
-
-def pairwise_game(n: int = 7, seed: int = 0) -> PairwiseGame:
-    rng = np.random.default_rng(seed)
-    upper = np.triu(rng.normal(size=(n, n)), 1)
-    return PairwiseGame(rng.normal(size=n), upper + upper.T, constant=0.3)
-
-
-def unanimity_game() -> UnanimityGame:
-    return UnanimityGame(7, [(0, 1, 2), (2, 3, 4, 5), (1, 6), (3,)], [1.0, -2.0, 0.7, 0.4], constant=0.1)
 
 
 def table(game) -> TableGame:
