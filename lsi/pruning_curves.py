@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from lsi.analysis import bootstrap_mean_interval
 from lsi.errors import UserError
@@ -72,7 +73,7 @@ def greedy_ablation_steps(
 
 
 def recomputed_steps(
-    scorer, measure: str, k_max: int, sequences: Sequence[np.ndarray], pad_id: int
+    scorer, measure: str, k_max: int, sequences: Sequence[np.ndarray], pad_id: int, progress: bool = False
 ) -> list[Step]:  # noqa: ANN001
     """Each round removes the lowest player by `measure` ("bi" or "llmdrop") recomputed on the model
     with the players removed so far skipped (one forward pass over the inputs per round)."""
@@ -82,7 +83,7 @@ def recomputed_steps(
     model = scorer.lm.model
     removed: list[Player] = []
     steps = []
-    for _ in range(k_max):
+    for _ in tqdm(range(k_max), desc=f"{measure}, recomputed after each removal", disable=not progress):
         kept_blocks, _ = removal_plan(removed, scorer.lm.identity.n_blocks)
         with skip(model, removed):
             measured = one_pass_measures(model, sequences, pad_id)
@@ -185,7 +186,7 @@ def pruning_curves(
         pad = scorer.lm.tokenizer.pad_token_id or 0
         for measure in (m for m in iterative if m in ("bi", "llmdrop") and m in imp.table):
             if imp.table[measure].notna().any():
-                steps += recomputed_steps(scorer, measure, k_max, sequences, pad)
+                steps += recomputed_steps(scorer, measure, k_max, sequences, pad, progress)
         ppl = None
         if ppl_task:
             ppl = Scorer(scorer.lm, ppl_task, ppl_limit, config.granularity.value, config.results)
