@@ -136,21 +136,27 @@ def field_names(groups: Iterable[str] | None = None) -> list[str]:
     return [f.name for f in dataclasses.fields(RunConfig) if wanted is None or f.metadata["group"] in wanted]
 
 
+# Options lm-eval's own command line also has: its underscore spelling works here too.
+LM_EVAL_SPELLINGS = ("include_path", "confirm_run_unsafe_code")
+
+
 def add_arguments(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
     """Add one option per named field, with the field's type, choices, default and help."""
     wanted = set(names)
     for spec in dataclasses.fields(RunConfig):
         if spec.name not in wanted:
             continue
-        flag = spec.metadata["flag"] or "--" + spec.name.replace("_", "-")
+        flags = [spec.metadata["flag"] or "--" + spec.name.replace("_", "-")]
+        if spec.name in LM_EVAL_SPELLINGS:
+            flags.append("--" + spec.name)
         kind = _base_type(_hints()[spec.name])
         common = {"dest": spec.name, "default": _plain(spec.default), "help": spec.metadata["help"]}
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **common)
         elif isinstance(kind, type) and issubclass(kind, enum.Enum):
-            parser.add_argument(flag, choices=[member.value for member in kind], **common)
+            parser.add_argument(*flags, choices=[member.value for member in kind], **common)
         else:
-            parser.add_argument(flag, type=kind, **common)
+            parser.add_argument(*flags, type=kind, **common)
 
 
 @functools.cache

@@ -106,3 +106,13 @@ def test_a_user_error_is_one_line_and_exit_2() -> None:
         check=False,
     )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no score store" in proc.stderr
+
+
+def test_lm_eval_spellings_are_accepted():
+    """lm-eval users type --include_path and --confirm_run_unsafe_code: both spellings set one field."""
+    from lsi.cli import build_parser
+
+    parsed = build_parser().parse_args(["score", "--include_path", "tasks", "--confirm_run_unsafe_code"])
+    assert (parsed.include_path, parsed.confirm_run_unsafe_code) == ("tasks", True)
+    parsed = build_parser().parse_args(["score", "--include-path", "tasks"])
+    assert (parsed.include_path, parsed.confirm_run_unsafe_code) == ("tasks", False)
