@@ -280,3 +280,24 @@ def pruning_curves(curves: pd.DataFrame, chance: float | None, title: str) -> pl
         axes[1].set_ylabel("perplexity (log scale)")
     fig.suptitle(title)
     return fig
+
+
+def interaction_heatmap(main: pd.Series, matrix: pd.DataFrame, title: str) -> plt.Figure:
+    """Pair interactions (red: complementary, blue: redundant) beside each player's main effect."""
+    style.apply()
+    fig, (heat, bars) = plt.subplots(
+        1, 2, figsize=(style.COLUMN_WIDTH * 2, 3.0), constrained_layout=True, width_ratios=(1.4, 1)
+    )
+    limit = float(np.abs(matrix.to_numpy()).max()) or 1.0
+    image = heat.imshow(matrix.to_numpy(), vmin=-limit, vmax=limit, cmap="RdBu_r")
+    heat.set_xticks(range(len(matrix)), matrix.columns, rotation=90)
+    heat.set_yticks(range(len(matrix)), matrix.index)
+    heat.grid(False)
+    fig.colorbar(image, ax=heat, label=f"pair interaction ({main.name})")
+    kinds = [name.partition(".")[0] for name in main.index]
+    bars.barh(range(len(main)), main.to_numpy(), color=[style.KIND_COLORS[k] for k in kinds])
+    bars.set_yticks(range(len(main)), main.index)
+    bars.invert_yaxis()
+    bars.set_xlabel(f"main effect ({main.name})")
+    fig.suptitle(title)
+    return fig

@@ -37,6 +37,7 @@ resamples = 1000  # bootstrap resamples of the ablation intervals
 shapley_estimator = "window"  # whose Shapley values the mass shares use
 
 # %%
+from itertools import product
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -54,6 +55,8 @@ from lsi.analysis import (
     limit_agreement,
 )
 from lsi.importance import store_title
+from lsi.interactions import by_distance, pairwise_interactions
+from lsi.layer_game import LayerGame
 from lsi.pruning_curves import best_at
 from lsi.report import CONFIGURATION, cornerstone_statistics, dense_vs_moe, shapley_grids, task_order
 from lsi.results import estimate_index, store_index, write_table
@@ -223,6 +226,31 @@ show_table(
     "pruning-at-25-percent",
     "no store has pruning curves yet (`make pruning-curves`)",
 )
+
+# %% [markdown]
+# ## 10. Pairwise interactions on the enumerated games
+# The estimator benchmark's two 10-player games (every other player kept) hold all 2^10 coalitions, so
+# their order-2 Shapley interactions (k-SII) are exact. A positive pair is complementary: the pair is
+# worth more than its two players apart. A negative pair is redundant. The distance table asks whether
+# the pairs that interact are neighbours in forward order.
+
+# %%
+ENUMERATED = {"early": ("attn.0", 10), "middle": ("attn.12", 10)}  # first player, players
+enumerated = results / "scores/smollm2-135m/arc_easy/sublayer-bfloat16-limit40"
+distances = []
+for (game_name, (first, n)), value in product(ENUMERATED.items(), ("margin", "score")):
+    if not (enumerated / "meta.json").exists():
+        print(f"{enumerated} is absent: no enumerated game to read")
+        break
+    parent = LayerGame(ScoreStore.open(enumerated), value)
+    start = parent.names.index(first)
+    game = parent.restricted(list(range(start, start + n)))
+    main, matrix = pairwise_interactions(game, "k-SII")
+    title = f"SmolLM2 | arc_easy (40 docs) | {game_name} game ({first} ..) | {value} | exact k-SII"
+    show_and_save(figures.interaction_heatmap(main, matrix, title), f"interactions-{game_name}-{value}")
+    distances.append(by_distance(matrix).assign(game=game_name, value=value))
+    show_table(matrix.reset_index(names="player"), f"interactions-{game_name}-{value}")
+show_table(pd.concat(distances) if distances else pd.DataFrame(), "interactions-by-distance")
 
 # %%
 print(f"{len(written)} files written to {out}:")
