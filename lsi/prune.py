@@ -11,6 +11,7 @@ GGUF-loaded model is saved at all (transformers will not `save_pretrained` one).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -99,9 +100,19 @@ def write_pruned(lm: LoadedModel, dropped: Sequence[Player], out: Path, force: b
             "made": {"date": now(), "versions": versions()},
         }
         (staging / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+        _usual_permissions(staging)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _usual_permissions(folder: Path) -> None:
+    """mkdtemp (and the safetensors writer) make owner-only files; a checkpoint is shared like any other."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~umask)
