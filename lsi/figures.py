@@ -217,6 +217,17 @@ def removal_curves(curves: Mapping[str, pd.DataFrame], full: float, chance: floa
     return fig
 
 
+def _symmetric_heatmap(
+    fig: plt.Figure, ax: plt.Axes, matrix: pd.DataFrame, limit: float, label: str, rotation: int
+) -> None:
+    """A labelled square matrix on a diverging scale centred on zero, with its colour bar."""
+    image = ax.imshow(matrix.to_numpy(), vmin=-limit, vmax=limit, cmap="RdBu_r")
+    ax.set_xticks(range(len(matrix)), matrix.columns, rotation=rotation)
+    ax.set_yticks(range(len(matrix)), matrix.index)
+    ax.grid(False)
+    fig.colorbar(image, ax=ax, label=label)
+
+
 def importance_measures(table: pd.DataFrame, correlations: pd.DataFrame, title: str) -> plt.Figure:
     """Every measure along depth (each scaled to its own maximum), and their rank correlations."""
     style.apply()
@@ -235,14 +246,10 @@ def importance_measures(table: pd.DataFrame, correlations: pd.DataFrame, title: 
     for r in correlations.itertuples():
         if r.measure_a in measures and r.measure_b in measures:
             matrix.loc[r.measure_a, r.measure_b] = matrix.loc[r.measure_b, r.measure_a] = r.spearman
-    image = heat.imshow(matrix.to_numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
-    heat.set_xticks(range(len(measures)), measures, rotation=45)
-    heat.set_yticks(range(len(measures)), measures)
-    heat.grid(False)
+    _symmetric_heatmap(fig, heat, matrix, 1.0, "Spearman", rotation=45)
     for (i, j), rho in np.ndenumerate(matrix.to_numpy()):
         color = "white" if abs(rho) > 0.6 else "black"
         heat.text(j, i, f"{rho:.2f}", ha="center", va="center", fontsize="x-small", color=color)
-    fig.colorbar(image, ax=heat, label="Spearman")
     fig.suptitle(title)
     return fig
 
@@ -289,11 +296,7 @@ def interaction_heatmap(main: pd.Series, matrix: pd.DataFrame, title: str) -> pl
         1, 2, figsize=(style.COLUMN_WIDTH * 2, 3.0), constrained_layout=True, width_ratios=(1.4, 1)
     )
     limit = float(np.abs(matrix.to_numpy()).max()) or 1.0
-    image = heat.imshow(matrix.to_numpy(), vmin=-limit, vmax=limit, cmap="RdBu_r")
-    heat.set_xticks(range(len(matrix)), matrix.columns, rotation=90)
-    heat.set_yticks(range(len(matrix)), matrix.index)
-    heat.grid(False)
-    fig.colorbar(image, ax=heat, label=f"pair interaction ({main.name})")
+    _symmetric_heatmap(fig, heat, matrix, limit, f"pair interaction ({main.name})", rotation=90)
     kinds = [name.partition(".")[0] for name in main.index]
     bars.barh(range(len(main)), main.to_numpy(), color=[style.KIND_COLORS[k] for k in kinds])
     bars.set_yticks(range(len(main)), main.index)
