@@ -9,9 +9,11 @@ summary and a figure of error against budget, to a temporary folder unless `--ou
     python benchmarks/bench_estimators.py --store results/scores/.../sublayer-bfloat16-limit40 \
         --players attn.0,mlp.0,...  --name early --value margin --seeds 50
 
-Cornerstones are judged on the task's metric by the package's rule (`lsi.analysis.cornerstones`,
-above-chance check included), whatever value the estimators see; "recovered" means an estimate's top
-|C| players are exactly the cornerstone set C (undefined where there is none).
+Budgets count distinct coalitions; the tables also give the layer-forwards they executed (a coalition
+keeping |S| of the game's players runs |S|), median over seeds. Cornerstones are judged on the task's
+metric by the package's rule (`lsi.analysis.cornerstones`, above-chance check included), whatever value
+the estimators see; "recovered" means an estimate's top |C| players are exactly the cornerstone set C
+(undefined where there is none).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from lsi.estimators.agreement import cornerstones_recovered, kendall, spearman, 
 from lsi.game import Game, TableGame, all_coalitions, shapley_from_table
 from lsi.layer_game import LayerGame
 from lsi.provenance import versions
+from lsi.results import write_table
 from lsi.store import ScoreStore
 
 SAMPLERS = (
@@ -47,6 +50,7 @@ SAMPLERS = (
     "leverage",
     "polyshap",
     "regression_msr",
+    "layer",
 )
 
 
@@ -66,14 +70,28 @@ def metrics(estimated: np.ndarray, truth: np.ndarray, corner: set[int]) -> dict:
         "spearman": spearman(estimated, truth),
         "kendall": kendall(estimated, truth),
         "top3_precision": top_k_precision(estimated, truth, 3),
+        "top5_precision": top_k_precision(estimated, truth, 5),
         "cornerstones_recovered": cornerstones_recovered(estimated, corner),
     }
 
 
 def budgets(n: int) -> list[int]:
-    """Doubling budgets from n to 2^n, plus the window estimator's fixed cost for a same-cost comparison."""
+    """n to 20n, the window estimator's fixed cost (for a same-cost comparison), and 2^n."""
     window = ESTIMATORS["window"].min_budget(n, {})
-    return sorted({min(b, 2**n) for b in (n, 2 * n, window, 4 * n, 8 * n, 16 * n, 32 * n, 64 * n, 2**n)})
+    multiples = (1, 2, 3, 5, 8, 12, 16, 20)
+    return sorted({min(b, 2**n) for b in (*(k * n for k in multiples), window, 2**n)})
+
+
+def one_estimate(
+    values: np.ndarray, names: list[str], chance: float | None, name: str, budget: int | None, seed: int
+):
+    """An estimate on a fresh table, and the layer-forwards its coalitions cost: a coalition keeping |S|
+    of the game's players runs |S| of them (the players outside the game, always kept, are left out).
+    The efficiency report's v(N) and v(empty), asked for after the estimator, are not counted."""
+    game = TableGame(values, names=names, chance=chance)
+    result = estimate(game, name, budget, seed=seed, bootstrap=0)
+    forwards = sum(key.count("1") for key in game.evaluated[: result.evaluations])
+    return result, forwards
 
 
 def run(
@@ -88,18 +106,29 @@ def run(
             if budget < ESTIMATORS[name].min_budget(n, {}):
                 continue
             for seed in range(seeds):
-                game = TableGame(values, names=names, chance=chance)
-                result = estimate(game, name, budget, seed=seed, bootstrap=0)
+                result, forwards = one_estimate(values, names, chance, name, budget, seed)
                 rows.append(
-                    {"estimator": name, "budget": budget, "seed": seed, "evaluations": result.evaluations}
+                    {
+                        "estimator": name,
+                        "budget": budget,
+                        "seed": seed,
+                        "evaluations": result.evaluations,
+                        "layer_forwards": forwards,
+                    }
                     | metrics(result.values, truth, corner)
                 )
     # The deterministic ones, once: the paper's window, and exact as the reference (does the exact
     # ranking itself put the ablation cornerstones on top?).
     for name in ("window", "exact"):
-        fixed = estimate(TableGame(values, names=names, chance=chance), name, bootstrap=0)
+        fixed, forwards = one_estimate(values, names, chance, name, None, 0)
         rows.append(
-            {"estimator": name, "budget": fixed.evaluations, "seed": 0, "evaluations": fixed.evaluations}
+            {
+                "estimator": name,
+                "budget": fixed.evaluations,
+                "seed": 0,
+                "evaluations": fixed.evaluations,
+                "layer_forwards": forwards,
+            }
             | metrics(fixed.values, truth, corner)
         )
     return pd.DataFrame(rows)
@@ -154,6 +183,7 @@ def main() -> None:
     table = summary.to_markdown(index=False, floatfmt=".4g")
     (args.out / f"{stem}.md").write_text(f"{header}\n{provenance}\n\n{table}\n")
     style.save(figures.estimator_error(frame, header), args.figures, f"estimators-{stem}")
+    write_table(summary, args.figures, f"estimators-{stem}")  # as notebook 02 writes it
     print(header)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"exact values: {dict(zip(names, np.round(shapley_from_table(values), 4), strict=True))}")

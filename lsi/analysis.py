@@ -338,9 +338,23 @@ def _values(record: pd.Series | None) -> list[float] | None:
 
 def estimator_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """An estimator benchmark's rows (one per estimator, budget and seed) as medians over seeds per
-    (estimator, budget), with the cornerstone recovery rate over the seeds where it is defined."""
+    (estimator, budget), with the quartiles of the rank correlations and the MSE (`*_q25`, `*_q75`)
+    and the cornerstone recovery rate over the seeds where it is defined. Columns a benchmark did not
+    record (older tables lack `layer_forwards` and `top5_precision`) are left out."""
     groups = frame.groupby(["estimator", "budget"])
-    summary = groups[["evaluations", "mse", "spearman", "kendall", "top3_precision"]].median()
+    medians = [
+        "evaluations",
+        "layer_forwards",
+        "mse",
+        "spearman",
+        "kendall",
+        "top3_precision",
+        "top5_precision",
+    ]
+    summary = groups[[c for c in medians if c in frame]].median()
+    for metric in ("spearman", "kendall", "mse"):
+        for q in (25, 75):
+            summary[f"{metric}_q{q}"] = groups[metric].quantile(q / 100)
     summary["cornerstones_recovered"] = groups["cornerstones_recovered"].agg(
         lambda s: s.dropna().astype(float).mean()
     )

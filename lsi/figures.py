@@ -165,39 +165,47 @@ def shapley_grid(estimates: pd.DataFrame, title: str) -> plt.Figure:
 
 def estimator_error(frame: pd.DataFrame, title: str) -> plt.Figure:
     """Error of each sampling estimator against exact values as the budget grows (median and
-    quartiles over seeds), with the paper's `window` estimator as a single point at its fixed cost.
+    quartiles over seeds), with the paper's `window` estimator as a single point at its fixed cost:
+    against distinct coalitions, and (second row, where the benchmark recorded them) against executed
+    layer-forwards, as a coalition keeping |S| players runs |S| of them.
 
     Budgets that enumerate every coalition are left out: there most estimators are exact to rounding,
     which would stretch the log axis over thirty decades.
     """
     style.apply()
-    fig, axes = plt.subplots(1, 3, figsize=(style.PAGE_WIDTH, 2.5), layout="constrained")
+    costs = [("evaluations", "distinct coalitions evaluated")]
+    if "layer_forwards" in frame:
+        costs.append(("layer_forwards", "layer-forwards executed"))
     panels = [
         ("mse", "MSE vs exact"),
         ("spearman", "Spearman vs exact"),
         ("top3_precision", "top-3 precision"),
     ]
+    fig, axes = plt.subplots(
+        len(costs), 3, figsize=(style.PAGE_WIDTH, 2.5 * len(costs)), layout="constrained", squeeze=False
+    )
     full_budget = frame["budget"].max()
     samplers = frame[~frame.estimator.isin(["window", "exact"]) & (frame.budget < full_budget)]
-    palette = dict(zip(sorted(samplers.estimator.unique()), plt.cm.tab10.colors, strict=False))
-    for ax, (metric, label) in zip(axes, panels, strict=True):
-        for name, group in samplers.groupby("estimator"):
-            by_budget = group.groupby("budget")
-            q = by_budget[metric].quantile([0.25, 0.5, 0.75]).unstack()
-            x = by_budget["evaluations"].median()  # what the budget bought (some spend less)
-            ax.plot(x, q[0.5], marker=".", ms=3, lw=1, color=palette[name], label=name)
-            ax.fill_between(x, q[0.25], q[0.75], color=palette[name], alpha=0.12, lw=0)
-        window = frame[frame.estimator == "window"]
-        if len(window):
-            point = window.iloc[0]
-            ax.plot(point.evaluations, point[metric], "k*", ms=8, label="window (paper)")
-        ax.set_xscale("log", base=2)
-        if metric == "mse":
-            ax.set_yscale("log")
-        ax.set_xlabel("distinct coalitions evaluated")
-        ax.set_title(label)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))
+    palette = dict(zip(sorted(samplers.estimator.unique()), plt.cm.tab20.colors, strict=False))
+    for row, (cost, xlabel) in zip(axes, costs, strict=True):
+        for ax, (metric, label) in zip(row, panels, strict=True):
+            for name, group in samplers.groupby("estimator"):
+                by_budget = group.groupby("budget")
+                q = by_budget[metric].quantile([0.25, 0.5, 0.75]).unstack()
+                x = by_budget[cost].median()  # what the budget bought (some spend less)
+                ax.plot(x, q[0.5], marker=".", ms=3, lw=1, color=palette[name], label=name)
+                ax.fill_between(x, q[0.25], q[0.75], color=palette[name], alpha=0.12, lw=0)
+            window = frame[frame.estimator == "window"]
+            if len(window):
+                point = window.iloc[0]
+                ax.plot(point[cost], point[metric], "k*", ms=8, label="window (paper)")
+            ax.set_xscale("log", base=2)
+            if metric == "mse":
+                ax.set_yscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_title(label)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 7))
     fig.suptitle(title)
     return fig
 

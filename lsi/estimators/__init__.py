@@ -17,6 +17,7 @@ from lsi.errors import UserError
 from lsi.estimators.base import Estimate, Estimator, Ledger
 from lsi.estimators.bootstrap import document_intervals
 from lsi.estimators.exact import EXACT
+from lsi.estimators.layer import LAYER
 from lsi.estimators.permutation import PERMUTATION
 from lsi.estimators.regression import LEVERAGE, POLYSHAP
 from lsi.estimators.regression_msr import REGRESSION_MSR
@@ -28,7 +29,17 @@ from lsi.synthetic_games import AdditiveGame
 
 ESTIMATORS: dict[str, Estimator] = {
     e.name: e
-    for e in (WINDOW, EXACT, PERMUTATION, TRUNCATED, *SHAPIQ_ESTIMATORS, LEVERAGE, POLYSHAP, REGRESSION_MSR)
+    for e in (
+        WINDOW,
+        EXACT,
+        PERMUTATION,
+        TRUNCATED,
+        *SHAPIQ_ESTIMATORS,
+        LEVERAGE,
+        POLYSHAP,
+        REGRESSION_MSR,
+        LAYER,
+    )
 }
 
 __all__ = [

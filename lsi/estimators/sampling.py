@@ -94,6 +94,22 @@ def allocate(capacity: np.ndarray, mass: np.ndarray, units: float, keep: int = 0
     return whole, left
 
 
+def unit_counts(
+    capacity: np.ndarray, mass: np.ndarray, units: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Units per class: the water-filled allocation (`allocate`), its fractional counts rounded
+    systematically (one uniform offset) with the total held; also the mask of classes taken whole."""
+    whole, left = allocate(capacity, mass, units)
+    counts = np.where(whole, capacity, 0).astype(np.int64)
+    rest = np.flatnonzero(~whole)
+    if rest.size:
+        cumulative = np.cumsum(left * mass[rest] / mass[rest].sum())
+        cumulative[-1] = round(left)
+        edges = np.floor(np.concatenate([[0.0], cumulative]) + rng.random())
+        counts[rest] = np.diff(edges).astype(np.int64)
+    return counts, whole
+
+
 def _unit_row(members: tuple[int, ...] | np.ndarray, n: int, canonical: bool) -> np.ndarray:
     row = np.zeros(n, dtype=bool)
     row[list(members)] = True
@@ -143,14 +159,7 @@ def sample_units(n: int, budget: int, seed: int, paired: bool = True) -> Coaliti
     rng = np.random.default_rng(seed)
     cl = classes(n, paired)
     units = max(min(budget, 2**n) - 2, 0) // cl.cost
-    whole, left = allocate(cl.capacity, cl.mass, units)
-    counts = np.where(whole, cl.capacity, 0).astype(np.int64)
-    rest = np.flatnonzero(~whole)
-    if rest.size:
-        cumulative = np.cumsum(left * cl.mass[rest] / cl.mass[rest].sum())
-        cumulative[-1] = round(left)
-        edges = np.floor(np.concatenate([[0.0], cumulative]) + rng.random())
-        counts[rest] = np.diff(edges).astype(np.int64)
+    counts, whole = unit_counts(cl.capacity, cl.mass, units, rng)
     rows, shares = [_ends(n)], [np.zeros(2)]
     for k in np.flatnonzero(counts):
         first = _units(rng, cl, k, int(counts[k]), distinct=True)
