@@ -167,7 +167,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     args.figures.mkdir(parents=True, exist_ok=True)
     stem = f"{args.name}-{args.value}"
-    frame.to_csv(args.out / f"{stem}.csv", index=False)
+    frame.to_csv(args.out / f"{stem}.csv", index=False, float_format="%.6g")  # 6 digits: the repository size
     summary = estimator_summary(frame)
     meta = store.meta
     header = (
