@@ -298,10 +298,16 @@ def pruning_curves(curves: pd.DataFrame, chance: float | None, title: str) -> pl
 
 
 def interaction_heatmap(main: pd.Series, matrix: pd.DataFrame, title: str) -> plt.Figure:
-    """Pair interactions (red: complementary, blue: redundant) beside each player's main effect."""
+    """Pair interactions (red: complementary, blue: redundant) beside each player's main effect; the
+    figure grows with the players so that 60 labels stay legible."""
     style.apply()
+    height = max(3.0, 0.09 * len(main))
     fig, (heat, bars) = plt.subplots(
-        1, 2, figsize=(style.COLUMN_WIDTH * 2, 3.0), constrained_layout=True, width_ratios=(1.4, 1)
+        1,
+        2,
+        figsize=(max(style.COLUMN_WIDTH * 2, 1.6 * height), height),
+        constrained_layout=True,
+        width_ratios=(1.4, 1),
     )
     limit = float(np.abs(matrix.to_numpy()).max()) or 1.0
     _symmetric_heatmap(fig, heat, matrix, limit, f"pair interaction ({main.name})", rotation=90)
@@ -310,5 +316,8 @@ def interaction_heatmap(main: pd.Series, matrix: pd.DataFrame, title: str) -> pl
     bars.set_yticks(range(len(main)), main.index)
     bars.invert_yaxis()
     bars.set_xlabel(f"main effect ({main.name})")
+    if len(main) > 20:
+        for axis in (heat.xaxis, heat.yaxis, bars.yaxis):
+            axis.set_tick_params(labelsize=5)
     fig.suptitle(title)
     return fig

@@ -87,6 +87,66 @@ def _features(coalitions: np.ndarray, terms: list[np.ndarray]) -> list[np.ndarra
     return [signs[:, t].prod(axis=2) for t in terms]
 
 
+@dataclass(frozen=True)
+class PolynomialDesign:
+    """`fit_polynomial`'s constrained regression as an unconstrained one in free coefficients u, so that
+    callers with their own solver (many right-hand sides, leave-one-cluster-out refits) share it.
+
+    In +-1 coding, f(N) + f(empty) fixes the constant given the even coefficients, and f(N) - f(empty)
+    = 2 sum(odd coefficients) is projected out as in Leverage SHAP: every u meets both constraints, and
+    u + t (0, 1, .., 1) (the odd block shifted) gives the same polynomial."""
+
+    terms: list[np.ndarray]  # per order 1..degree: (terms, order) player indices
+    matrix: np.ndarray  # (rows, features): even features first, then the odd ones
+    odd_sum: np.ndarray  # (rows,) sum of the odd features
+
+    @property
+    def n_even(self) -> int:
+        return sum(len(t) for order, t in enumerate(self.terms, start=1) if not order % 2)
+
+    def target(
+        self, values: np.ndarray, v_empty: float | np.ndarray, v_full: float | np.ndarray
+    ) -> np.ndarray:
+        """The values less the part the constraints fix; values (rows, k) with v_empty, v_full (k,) give k
+        right-hand sides at once."""
+        k_odd = self.matrix.shape[1] - self.n_even
+        half_sum, half_gap = (np.asarray(v_full) + v_empty) / 2, (np.asarray(v_full) - v_empty) / 2
+        return values - half_sum - np.multiply.outer(self.odd_sum / k_odd, half_gap)
+
+    def polynomial(self, u: np.ndarray, v_empty: float, v_full: float) -> Polynomial:
+        n_even, k_odd = self.n_even, self.matrix.shape[1] - self.n_even
+        b_even, b_odd = u[:n_even], u[n_even:]
+        b_odd = b_odd - b_odd.mean() + (v_full - v_empty) / 2 / k_odd
+        coefficients, at_odd, at_even = [], 0, 0
+        for order, t in enumerate(self.terms, start=1):
+            if order % 2:
+                coefficients.append(b_odd[at_odd : at_odd + len(t)])
+                at_odd += len(t)
+            else:
+                coefficients.append(b_even[at_even : at_even + len(t)])
+                at_even += len(t)
+        return Polynomial(self.terms, coefficients, float((v_full + v_empty) / 2 - b_even.sum()))
+
+
+def polynomial_design(coalitions: np.ndarray, degree: int) -> PolynomialDesign:
+    """The design of `fit_polynomial` for these coalitions (refused when too large)."""
+    n = coalitions.shape[1]
+    terms = interaction_sets(n, degree)
+    if len(coalitions) * sum(len(t) for t in terms) > MAX_DESIGN:
+        raise UserError(
+            f"degree {degree} on {n} players needs {sum(len(t) for t in terms):,} features for "
+            f"{len(coalitions):,} coalitions: too large; lower the degree or the budget"
+        )
+    features = _features(coalitions, terms)
+    odd = np.concatenate([f for order, f in enumerate(features, start=1) if order % 2], axis=1)
+    even = [f for order, f in enumerate(features, start=1) if not order % 2]
+    even = np.concatenate(even, axis=1) if even else np.zeros((len(coalitions), 0))
+    odd_sum = odd.sum(axis=1)
+    return PolynomialDesign(
+        terms, np.concatenate([even - 1.0, odd - odd_sum[:, None] / odd.shape[1]], axis=1), odd_sum
+    )
+
+
 def fit_polynomial(
     coalitions: np.ndarray,
     values: np.ndarray,
@@ -95,42 +155,16 @@ def fit_polynomial(
     v_full: float,
     degree: int,
 ) -> Polynomial:
-    """Weighted least squares over polynomials of `degree` with f(empty) = v_empty and f(N) = v_full.
-
-    In +-1 coding, f(N) + f(empty) fixes the constant given the even coefficients, and f(N) - f(empty)
-    = 2 sum(odd coefficients) is projected out as in Leverage SHAP; minimum-norm in the rest."""
-    n = coalitions.shape[1]
-    terms = interaction_sets(n, degree)
-    if len(coalitions) * sum(len(t) for t in terms) > MAX_DESIGN:
-        raise UserError(
-            f"degree {degree} on {n} players needs {sum(len(t) for t in terms):,} features for "
-            f"{len(coalitions):,} coalitions: too large; lower the degree or the budget"
-        )
-    half_sum, half_gap = (v_full + v_empty) / 2, (v_full - v_empty) / 2
-    features = _features(coalitions, terms)
-    odd = np.concatenate([f for order, f in enumerate(features, start=1) if order % 2], axis=1)
-    even = [f for order, f in enumerate(features, start=1) if not order % 2]
-    even = np.concatenate(even, axis=1) if even else np.zeros((len(coalitions), 0))
-    k_odd = odd.shape[1]
-    row_sum = odd.sum(axis=1)
-    design = np.concatenate([even - 1.0, odd - row_sum[:, None] / k_odd], axis=1)
-    target = values - half_sum - row_sum * half_gap / k_odd
+    """Weighted least squares over polynomials of `degree` with f(empty) = v_empty and f(N) = v_full
+    (`PolynomialDesign`); minimum-norm in the free coefficients."""
+    design = polynomial_design(coalitions, degree)
     root = np.sqrt(weights)
     if len(coalitions):
-        u = np.linalg.lstsq(root[:, None] * design, root * target, rcond=None)[0]
+        target = design.target(values, v_empty, v_full)
+        u = np.linalg.lstsq(root[:, None] * design.matrix, root * target, rcond=None)[0]
     else:
-        u = np.zeros(design.shape[1])
-    b_even, b_odd = u[: even.shape[1]], u[even.shape[1] :]
-    b_odd = b_odd - b_odd.mean() + half_gap / k_odd
-    coefficients, at_odd, at_even = [], 0, 0
-    for order, t in enumerate(terms, start=1):
-        if order % 2:
-            coefficients.append(b_odd[at_odd : at_odd + len(t)])
-            at_odd += len(t)
-        else:
-            coefficients.append(b_even[at_even : at_even + len(t)])
-            at_even += len(t)
-    return Polynomial(terms, coefficients, float(half_sum - b_even.sum()))
+        u = np.zeros(design.matrix.shape[1])
+    return design.polynomial(u, v_empty, v_full)
 
 
 def _check(n: int, degree: int) -> None:
