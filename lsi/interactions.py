@@ -5,6 +5,9 @@ k-SII of order 2 (Bord et al. 2023) splits the game's value into the players' ma
 interactions that sum to v(N) - v(empty); a negative pair is redundant (each does part of the
 other's work), a positive pair complementary. They answer why an estimator that only removes
 neighbours (the paper's window) ranks a player where it does.
+
+Games too large to enumerate get order-2 FSII from the permutation walks already in their store
+(`reference_interactions`; see the section below).
 """
 
 from __future__ import annotations
