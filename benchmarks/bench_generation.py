@@ -2,7 +2,7 @@
 
 lm-eval: HFLM at batch size 8 on the model with the coalition's blocks deleted (`pruned_copy`) or, for
 sub-layer players, its branches zeroed (computed, then zeroed); it runs each batch until every row has
-stopped. lsi: `Scorer._generate` (batches of 64 sorted by prompt length, removed players skipped,
+stopped. lsi: the local worker's `generate` (batches of 64 sorted by prompt length, removed players skipped,
 finished rows leave the batch and its KV cache). Same model, task, documents, coalitions, dtype;
 texts must be identical (a document decoded through a near tie is counted, not compared). Tokens/s
 counts the generated tokens each document keeps (up to its stop) over the wall time.
@@ -60,7 +60,7 @@ def main() -> None:
             coalition = coalition_without(scorer.players, parse_players(drop, scorer.players))
             theirs_s, theirs = lm_eval_texts(lm, scorer, coalition)
             start = time.perf_counter()
-            ours, ties = scorer._generate(coalition)
+            ours, ties = scorer.texts(scorer.backend.worker.generate(scorer.job, coalition))
             ours_s = time.perf_counter() - start
             tokens = sum(len(lm.tokenizer(text, add_special_tokens=False)["input_ids"]) + 1 for text in ours)
             same = sum(a == b for a, b in zip(ours, theirs, strict=True))

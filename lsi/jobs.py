@@ -1,8 +1,10 @@
 """The torch-only scoring job, and the worker that scores it.
 
-A `ScoringJob` is a task slice as token arrays (lm-eval already encoded it) with its batching; a
-`Unit` is a slice of work on it (some coalitions, over all its batches or some of them). A `Worker`
-holds one model and turns units into per-request log-likelihoods. Local scoring, every Ray worker and
+A `ScoringJob` is a task slice as token arrays (lm-eval already encoded it) with its batching, and
+for a generative task its generation requests; a `Unit` is a slice of work on it (some coalitions,
+over all its batches or some of them). A `Worker` holds one model (and, for generation, its
+tokenizer's decoder for the stop strings) and turns units into per-request log-likelihoods and, for
+a generative job, each coalition's greedy continuations. Local scoring, every Ray worker and
 `python -m lsi.remote` run this same code; only where the model comes from differs (`build_worker`).
 This module imports nothing of lm-eval, datasets or Ray.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +25,9 @@ from torch import nn
 
 from lsi.engine import Batch, Engine, TokenRequest, make_batches, score_requests
 from lsi.errors import UserError
-from lsi.players import Player, list_players
+from lsi.generation import Generated, GenerationRequest, generate
+from lsi.masking import skip
+from lsi.players import Player, list_players, removed_players
 
 REQUESTS = "requests.npz"
 
@@ -38,6 +43,7 @@ class ScoringJob:
     batch_tokens: int = 4096
     max_rows: int = 64
     share_contexts: bool = True
+    generation: tuple[GenerationRequest, ...] = ()  # a generate_until task's, one per document
 
     @classmethod
     def from_requests(
@@ -47,6 +53,7 @@ class ScoringJob:
         batch_tokens: int = 4096,
         max_rows: int = 64,
         share_contexts: bool = True,
+        generation: Sequence[GenerationRequest] = (),
     ) -> ScoringJob:
         tokens = [np.asarray(r.context + r.continuation, dtype=np.int64) for r in requests]
         return cls(
@@ -57,6 +64,7 @@ class ScoringJob:
             batch_tokens,
             max_rows,
             share_contexts,
+            tuple(generation),
         )
 
     @property
@@ -77,6 +85,7 @@ class ScoringJob:
         for array in (self.tokens, self.lengths, self.context_lengths):
             digest.update(np.ascontiguousarray(array).tobytes())
         digest.update(repr((self.max_length, self.batch_tokens, self.max_rows, self.share_contexts)).encode())
+        digest.update(repr(self.generation).encode())
         return digest.hexdigest()
 
     def batches(self) -> list[Batch]:
@@ -86,19 +95,38 @@ class ScoringJob:
 
     def save(self, folder: Path) -> dict:
         """Write the token arrays to `folder`; returns the settings a job file records beside them."""
+        prompts = [np.asarray(r.context, dtype=np.int64) for r in self.generation]
         np.savez_compressed(
             Path(folder) / REQUESTS,
             tokens=self.tokens,
             lengths=self.lengths,
             context_lengths=self.context_lengths,
+            prompts=np.concatenate(prompts) if prompts else np.zeros(0, dtype=np.int64),
+            prompt_lengths=np.array([len(p) for p in prompts], dtype=np.int64),
+            max_gen_toks=np.array([r.max_gen_toks for r in self.generation], dtype=np.int64),
+            until=np.array(json.dumps([r.until for r in self.generation])),
         )
         return {"max_length": self.max_length, "batch_tokens": self.batch_tokens, "max_rows": self.max_rows}
 
     @classmethod
     def load(cls, folder: Path, max_length: int, batch_tokens: int, max_rows: int) -> ScoringJob:
         data = np.load(Path(folder) / REQUESTS)
+        generation = ()
+        if "prompts" in data and len(data["prompt_lengths"]):  # older jobs hold no generation requests
+            prompts = np.split(data["prompts"], np.cumsum(data["prompt_lengths"])[:-1])
+            until = json.loads(str(data["until"]))
+            generation = tuple(
+                GenerationRequest(tuple(p.tolist()), tuple(u), int(b))
+                for p, u, b in zip(prompts, until, data["max_gen_toks"], strict=True)
+            )
         return cls(
-            data["tokens"], data["lengths"], data["context_lengths"], max_length, batch_tokens, max_rows
+            data["tokens"],
+            data["lengths"],
+            data["context_lengths"],
+            max_length,
+            batch_tokens,
+            max_rows,
+            generation=generation,
         )
 
 
@@ -118,7 +146,8 @@ class Unit:
 
 @dataclass(frozen=True)
 class UnitResult:
-    """A unit's log-likelihoods and greedy flags for the requests its batches hold."""
+    """A unit's log-likelihoods and greedy flags for the requests its batches hold, and for a
+    generative job each coalition's continuations of every document."""
 
     unit: Unit
     requests: np.ndarray  # request indices, the columns of loglik and greedy
@@ -126,14 +155,24 @@ class UnitResult:
     greedy: np.ndarray
     seconds: float  # scoring time in the worker, without transfers
     device: str
+    generated: tuple[tuple[Generated, ...], ...] = ()  # [coalition][document]
 
 
 class Worker:
-    """One model that scores units of jobs; the batches of the last job are kept between units."""
+    """One model that scores units of jobs; the batches of the last job are kept between units.
 
-    def __init__(self, model: nn.Module, players: tuple[Player, ...]) -> None:
+    `decode` (token ids -> text, special tokens skipped, as lm-eval decodes) finds the stop strings
+    of generation; a worker without it refuses generative jobs."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        players: tuple[Player, ...],
+        decode: Callable[[list[int]], str] | None = None,
+    ) -> None:
         self.engine = Engine(model, players)
         self.players = players
+        self.decode = decode
         self._job_key: str | None = None
         self._batches: list[Batch] = []
 
@@ -153,9 +192,24 @@ class Worker:
         start = time.perf_counter()
         with torch.inference_mode():
             loglik, greedy = score_requests(self.engine, chosen, unit.coalitions, job.n_requests, on_batch)
+        generated = ()
+        if job.generation:
+            if len(chosen) != len(batches):
+                raise ValueError("a generative job's unit must hold all its batches: it generates once")
+            generated = tuple(self.generate(job, c) for c in unit.coalitions)
         seconds = time.perf_counter() - start
         columns = np.sort(np.concatenate([b.requests.numpy() for b in chosen]))
-        return UnitResult(unit, columns, loglik[:, columns], greedy[:, columns], seconds, self.device)
+        return UnitResult(
+            unit, columns, loglik[:, columns], greedy[:, columns], seconds, self.device, generated
+        )
+
+    def generate(self, job: ScoringJob, coalition: str) -> tuple[Generated, ...]:
+        """Greedy continuations of the job's generation requests by the model without the players
+        the coalition removes (lm-eval's generate_until, decoded here)."""
+        if self.decode is None:
+            raise UserError("this worker has no tokenizer, which generation needs for its stop strings")
+        with skip(self.engine.model, removed_players(coalition, self.players)):
+            return tuple(generate(self.engine.model, job.generation, self.decode))
 
 
 @dataclass(frozen=True)
@@ -186,15 +240,25 @@ def build_worker(
             f"{lm.identity.weights_sha256[:12]} vs {source.weights_sha256[:12]}): give every node the same "
             "files"
         )
-    return checked_worker(lm.model, source.granularity, source.players)
+    return checked_worker(lm.model, source.granularity, source.players, decoder(lm.tokenizer))
 
 
-def checked_worker(model: nn.Module, granularity: str, players: Sequence[str]) -> Worker:
+def decoder(tokenizer: object) -> Callable[[list[int]], str]:
+    """Token ids -> text as lm-eval's HFLM decodes generations (special tokens skipped)."""
+    return functools.partial(tokenizer.decode, skip_special_tokens=True)
+
+
+def checked_worker(
+    model: nn.Module,
+    granularity: str,
+    players: Sequence[str],
+    decode: Callable[[list[int]], str] | None = None,
+) -> Worker:
     """A worker around a model whose players must be the job's."""
     listed = list_players(model, granularity)
     if [p.name for p in listed] != list(players):
         raise UserError("the worker's model has other players than the job's: not the same architecture")
-    return Worker(model, listed)
+    return Worker(model, listed, decode)
 
 
 def place_blocks(model: nn.Module, devices: Sequence[str]) -> None:

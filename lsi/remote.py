@@ -3,7 +3,8 @@
 lm-eval and the task data stay here: `export_job` writes the requests as token arrays, the
 coalitions, the model's config and its weights, either in parts small enough to carry or, for a
 model loaded from a GGUF file, as that file (2.6x smaller for SmolLM2; the other side then needs the
-`gguf` package). There, `python -m lsi.remote JOB [JOB ...] OUT` rebuilds the model (once for jobs
+`gguf` package), and for a generative task the tokenizer (its stop strings are found in text). There,
+`python -m lsi.remote JOB [JOB ...] OUT` rebuilds the model (once for jobs
 of the same weights), checks that its weights are bit for bit the ones exported, and scores the
 coalitions with the same worker as local scoring and Ray (`lsi.jobs.Worker`).
 Back here, `import_scores` turns the log-likelihoods into lm-eval's metrics and stores them, checked
@@ -25,13 +26,15 @@ import numpy as np
 import torch
 
 from lsi.errors import UserError
-from lsi.jobs import ScoringJob, Unit, checked_worker, place_blocks
+from lsi.generation import Generated
+from lsi.jobs import ScoringJob, Unit, checked_worker, decoder, place_blocks
 
 if TYPE_CHECKING:
     from lsi.scoring import Scorer
 
 JOB = "job.json"
 SCORES = "scores.npz"
+TOKENIZER = "tokenizer"  # a generative job's tokenizer, saved by transformers
 PART_BYTES = 60 * 2**20  # under the 64 MiB a device call carries
 
 
@@ -62,6 +65,8 @@ def export_job(
         "coalitions": list(dict.fromkeys(coalitions)),
         "state_sha256": state_digest(scorer.lm.model),
     }
+    if scorer.generation:
+        scorer.lm.tokenizer.save_pretrained(folder / TOKENIZER)
     if source is not None:
         job["gguf"] = source.name
     else:  # the model is rebuilt from its config, then loaded with the parts
@@ -170,8 +175,8 @@ def run_jobs(
             if len(devices) > 1:
                 place_blocks(model, devices)
             digest = job["state_sha256"]
-        worker = checked_worker(model, job["granularity"], job["players"])
         scoring = ScoringJob.load(folder, job["max_length"], batch_tokens, max_rows)
+        worker = checked_worker(model, job["granularity"], job["players"], _decoder(folder, scoring))
         unit = Unit(tuple(job["coalitions"]), tuple(range(len(worker.batches(scoring)))))
         loaded = time.perf_counter()
         result = worker.score(scoring, unit)
@@ -187,9 +192,42 @@ def run_jobs(
             weights_sha256=np.array(job["weights_sha256"]),
             device=np.array(result.device),
             seconds=np.array([loaded - start, result.seconds]),
+            **_generated_arrays(result.generated),
         )
         written.append(out / SCORES)
     return written
+
+
+def _decoder(folder: Path, job: ScoringJob):  # noqa: ANN202 - a decode callable, or None
+    """A generative job's decoder, from the tokenizer exported beside it."""
+    if not job.generation:
+        return None
+    from transformers import AutoTokenizer
+
+    if not (folder / TOKENIZER).is_dir():
+        raise UserError(f"the generative job {folder} has no {TOKENIZER}/ folder: export it again")
+    return decoder(AutoTokenizer.from_pretrained(folder / TOKENIZER))
+
+
+def _generated_arrays(generated: Sequence[Sequence[Generated]]) -> dict[str, np.ndarray]:
+    """Continuations [coalition][document] as flat arrays: tokens, lengths and smallest logit gaps."""
+    if not generated:
+        return {}
+    flat = [g for row in generated for g in row]
+    return {
+        "gen_tokens": np.array([t for g in flat for t in g.tokens], dtype=np.int64),
+        "gen_lengths": np.array([[len(g.tokens) for g in row] for row in generated], dtype=np.int64),
+        "gen_gaps": np.array([[g.min_gap for g in row] for row in generated]),
+    }
+
+
+def _generated(data: np.lib.npyio.NpzFile) -> list[list[Generated]] | None:
+    """`_generated_arrays` read back (None for a job without generation)."""
+    if "gen_tokens" not in data:
+        return None
+    lengths, gaps = data["gen_lengths"], data["gen_gaps"]
+    tokens = iter(np.split(data["gen_tokens"], np.cumsum(lengths.ravel())[:-1]))
+    return [[Generated(tuple(next(tokens).tolist()), float(gap)) for gap in row_gaps] for row_gaps in gaps]
 
 
 def _job_gguf(folder: Path, job: dict, ggufs: Sequence[Path]) -> Path | None:
@@ -266,7 +304,12 @@ def import_scores(scorer: Scorer, scores: Path) -> int:
         )
     seconds = float(data["seconds"][1]) / len(data["coalitions"])
     return scorer.store_scores(
-        [str(c) for c in data["coalitions"]], data["loglik"], data["greedy"], seconds, str(data["device"])
+        [str(c) for c in data["coalitions"]],
+        data["loglik"],
+        data["greedy"],
+        seconds,
+        str(data["device"]),
+        _generated(data),
     )
 
 

@@ -24,10 +24,9 @@ from tqdm.auto import tqdm
 from lsi import claims
 from lsi.engine import TokenRequest
 from lsi.errors import UserError
-from lsi.generation import GenerationRequest, generate
-from lsi.jobs import ScoringJob, Unit, UnitResult, Worker, padded_tokens, plan_units
+from lsi.generation import Generated, GenerationRequest
+from lsi.jobs import ScoringJob, Unit, UnitResult, Worker, decoder, padded_tokens, plan_units
 from lsi.lm_eval_adapter import encode_pairs, generated_text, generation_request, rolling_windows
-from lsi.masking import skip
 from lsi.models import LoadedModel
 from lsi.players import Player, list_players
 from lsi.provenance import TIE_TOLERANCE, now, store_meta
@@ -109,11 +108,15 @@ class _Assembly:
         self.loglik: dict[str, np.ndarray] = {}
         self.greedy: dict[str, np.ndarray] = {}
         self.seconds: dict[str, float] = {}
+        self.generated: dict[str, tuple[Generated, ...]] = {}
 
     def add(self, result: UnitResult) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
-        """(coalition, loglik, greedy, seconds) of the coalitions this result completes."""
+        """(coalition, loglik, greedy, seconds) of the coalitions this result completes; a generative
+        job's continuations wait in `generated`."""
         done = []
         share = result.seconds / len(result.unit.coalitions)
+        if result.generated:
+            self.generated.update(zip(result.unit.coalitions, result.generated, strict=True))
         for i, c in enumerate(result.unit.coalitions):
             self.loglik.setdefault(c, np.zeros(self.n_requests))[result.requests] = result.loglik[i]
             self.greedy.setdefault(c, np.zeros(self.n_requests, dtype=bool))[result.requests] = result.greedy[
@@ -163,21 +166,18 @@ class Scorer:
             if self.task.output_type == "generate_until"
             else []
         )
-        if self.generation and backend is not None:
-            raise UserError(
-                f"{self.task.name} is a generate_until task: generation runs on the local backend only "
-                "so far; drop --backend ray"
-            )
         offsets = np.cumsum([0] + [len(d.requests) for d in self.docs])
         self.doc_slices = [slice(a, b) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
         self.max_length = hflm.max_length
         self.job = ScoringJob.from_requests(
-            self.requests, self.max_length, batch_tokens, max_rows, share_contexts
+            self.requests, self.max_length, batch_tokens, max_rows, share_contexts, self.generation
         )
         self.batch_costs = padded_tokens(self.job.batches())
         self.chunk_size = chunk_size
         self._rate: float | None = None  # measured seconds per unit of planned cost
-        self.backend = backend(self) if backend else LocalBackend(Worker(lm.model, self.players))
+        self.backend = (
+            backend(self) if backend else LocalBackend(Worker(lm.model, self.players, decoder(lm.tokenizer)))
+        )
         path = store_dir(results, lm.identity.name, self.task.name, granularity, lm.dtype, limit)
         self.store = ScoreStore.open(path, self.meta())
 
@@ -238,7 +238,11 @@ class Scorer:
             while todo:
                 take, todo = (todo, []) if self._rate else (todo[:2], todo[2:])
                 limit = UNIT_S / self._rate if self._rate else None
-                units = plan_units(take, self.batch_costs, self.backend.workers, self.chunk_size, limit)
+                units = (
+                    plan_units(take, self.batch_costs, 1, 1)  # a unit per coalition, all its batches
+                    if self.generation
+                    else plan_units(take, self.batch_costs, self.backend.workers, self.chunk_size, limit)
+                )
                 assembly = _Assembly(units, len(self.requests))
                 spent, cost = 0.0, 0.0
                 for result in self.backend.run(self.job, units, bar.update):
@@ -246,7 +250,10 @@ class Scorer:
                     done = assembly.add(result)
                     if done:
                         stored, loglik, greedy, seconds = zip(*done, strict=True)
-                        self._append(stored, np.stack(loglik), np.stack(greedy), seconds, result.device)
+                        generated = [assembly.generated.pop(c) for c in stored] if self.generation else None
+                        self._append(
+                            stored, np.stack(loglik), np.stack(greedy), seconds, result.device, generated
+                        )
                         claims.touch(self.store)
                 self._rate = spent / cost if cost else self._rate
 
@@ -255,13 +262,32 @@ class Scorer:
         self.backend.close()
 
     def store_scores(
-        self, coalitions: Sequence[str], loglik: np.ndarray, greedy: np.ndarray, seconds: float, device: str
+        self,
+        coalitions: Sequence[str],
+        loglik: np.ndarray,
+        greedy: np.ndarray,
+        seconds: float,
+        device: str,
+        generated: Sequence[Sequence[Generated]] | None = None,
     ) -> int:
-        """Store per-request log-likelihoods scored elsewhere (one row per coalition) as lm-eval's
-        metrics, skipping coalitions already stored; returns how many were new."""
+        """Store per-request log-likelihoods (and a generative task's continuations) scored elsewhere,
+        one row per coalition, as lm-eval's metrics, skipping coalitions already stored; returns how
+        many were new."""
+        if self.generation and generated is None:
+            raise UserError(
+                f"{self.task.name} is a generate_until task and these scores hold no generated tokens: "
+                "export the job again with this version of lsi"
+            )
         stored = self.store.coalitions()
         new = [i for i, c in enumerate(coalitions) if c not in stored]
-        self._append([coalitions[i] for i in new], loglik[new], greedy[new], [seconds] * len(new), device)
+        self._append(
+            [coalitions[i] for i in new],
+            loglik[new],
+            greedy[new],
+            [seconds] * len(new),
+            device,
+            [generated[i] for i in new] if generated is not None else None,
+        )
         return len(new)
 
     def _append(
@@ -271,16 +297,23 @@ class Scorer:
         greedy: np.ndarray,
         seconds: Sequence[float],
         device: str,
+        generated: Sequence[Sequence[Generated]] | None = None,
     ) -> None:
         rows = [
-            self._row(c, loglik[i], greedy[i], seconds[i]) | {"device": device}
+            self._row(c, loglik[i], greedy[i], seconds[i], generated[i] if generated else ())
+            | {"device": device}
             for i, c in enumerate(coalitions)
         ]
         if rows:
             self.store.append(pd.DataFrame(rows))
 
     def _row(
-        self, coalition: str, token_loglik: np.ndarray, token_greedy: np.ndarray, seconds: float
+        self,
+        coalition: str,
+        token_loglik: np.ndarray,
+        token_greedy: np.ndarray,
+        seconds: float,
+        generated: Sequence[Generated] = (),
     ) -> dict:
         """One coalition's store row from its per-token-request results: lm-eval's metrics over the
         documents, per-request log-likelihoods (a rolling request's: the sum over its windows; a
@@ -289,7 +322,7 @@ class Scorer:
         loglik = np.bincount(self.owner, weights=token_loglik, minlength=n)
         greedy = np.bincount(self.owner, weights=~token_greedy, minlength=n) == 0
         started = time.perf_counter()
-        texts, generation_ties = self._generate(coalition) if self.generation else ([], 0)
+        texts, generation_ties = self.texts(generated)
         responses: list[list] = []
         for i, sl in enumerate(self.doc_slices):
             if self.generation:
@@ -334,16 +367,14 @@ class Scorer:
         seconds += time.perf_counter() - started
         return row | {"seconds": seconds, "scored_at": now()}
 
-    def _generate(self, coalition: str) -> tuple[list[str], int]:
-        """Greedy texts of the reduced model for every document (lm-eval's generate_until), and how
+    def texts(self, generated: Sequence[Generated]) -> tuple[list[str], int]:
+        """The texts lm-eval keeps of each document's continuation (cut at its stop strings), and how
         many documents had a near tie (top two logits within TIE_TOLERANCE) at some step."""
-        removed = [p for p, bit in zip(self.players, coalition, strict=True) if bit == "0"]
-        with skip(self.lm.model, removed):
-            out = generate(self.lm.model, self.generation, self.hflm.tok_decode)
         texts = [
-            generated_text(self.hflm, g.tokens, r.until) for g, r in zip(out, self.generation, strict=True)
+            generated_text(self.hflm, g.tokens, r.until)
+            for g, r in zip(generated, self.generation, strict=True)
         ]
-        return texts, sum(g.min_gap < TIE_TOLERANCE for g in out)
+        return texts, sum(g.min_gap < TIE_TOLERANCE for g in generated)
 
 
 def _scalar_columns(per_doc: Sequence[dict]) -> dict[str, list[float]]:

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lsi.engine import TokenRequest
+from lsi.generation import GenerationRequest
 from lsi.jobs import ScoringJob, Unit, UnitResult, executed_players, plan_units
 from lsi.scoring import _Assembly
 
@@ -23,6 +24,14 @@ def test_a_job_round_trips_through_its_files(tmp_path: Path) -> None:
     settings_ = job.save(tmp_path)
     again = ScoringJob.load(tmp_path, **settings_)
     assert again.requests() == REQUESTS and again.key == job.key
+    assert ScoringJob.from_requests(REQUESTS[:2], 16, 32, 4).key != job.key
+
+
+def test_a_generative_job_round_trips_with_its_generation_requests(tmp_path: Path) -> None:
+    generation = [GenerationRequest((1, 2, 3), ("\n", "Q:"), 32), GenerationRequest((7,), ("</s>",), 8)]
+    job = ScoringJob.from_requests(REQUESTS[:2], 16, 32, 4, generation=generation)
+    again = ScoringJob.load(tmp_path, **job.save(tmp_path))
+    assert again.generation == tuple(generation) and again.key == job.key
     assert ScoringJob.from_requests(REQUESTS[:2], 16, 32, 4).key != job.key
 
 

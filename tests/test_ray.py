@@ -4,6 +4,7 @@ every socket of the instance on the loopback interface."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def local_ray():
 
 
 def _config(tmp_path: Path, **changes: object) -> RunConfig:
-    return RunConfig(**SETTING, results_dir=str(tmp_path), **changes)
+    return RunConfig(**(SETTING | changes), results_dir=str(tmp_path))
 
 
 def _ray_config(tmp_path: Path, **changes: object) -> RunConfig:
@@ -81,6 +82,31 @@ def test_ablation_and_kernelshap_equal_the_local_backend(local_ray, tmp_path: Pa
         assert set(there.store.frame()["device"]) == {"cpu"} and there.store.meta["device"] == "ray: 2 x cpu"
     finally:
         there.close()
+
+
+def test_generation_equals_the_local_backend(local_ray, tmp_path: Path) -> None:
+    """nq_open (generate_until) on two workers: each coalition's texts, near ties, exact match and gold
+    log-likelihoods are those of this process."""
+    setting = {"task": "nq_open", "limit": 4}
+    here = build_scorer(_config(tmp_path / "local", **setting))
+    there = build_scorer(_ray_config(tmp_path / "ray", **setting))
+    coalitions = ["1" * 30, "1" * 3 + "0" + "1" * 26]
+    try:
+        ours = here.scores(coalitions, progress=False).set_index("coalition")
+        theirs = there.scores(coalitions, progress=False).set_index("coalition")
+    finally:
+        there.close()
+    for c in coalitions:
+        assert list(theirs.at[c, "generations"]) == list(ours.at[c, "generations"])
+        for column in ("near_ties", "score"):
+            assert theirs.at[c, column] == ours.at[c, column]
+        docs = json.loads(theirs.at[c, "doc_metrics"])
+        assert docs["exact_match,remove_whitespace"] == json.loads(ours.at[c, "doc_metrics"])[
+            "exact_match,remove_whitespace"
+        ]
+        np.testing.assert_allclose(docs["gold_loglik"], ours.at[c, "loglik"], rtol=1e-5)
+        np.testing.assert_allclose(theirs.at[c, "loglik"], ours.at[c, "loglik"], rtol=1e-5)
+    assert any(text.strip() for text in ours.at["1" * 30, "generations"])
 
 
 def test_a_killed_worker_loses_nothing(local_ray, tmp_path: Path) -> None:

@@ -42,21 +42,7 @@ def test_round_trip_equals_local_scoring(smollm, tmp_path: Path, weights: str) -
     else:
         assert not carried  # the GGUF travels on its own, here named by --gguf
         blocked, where = "lm_eval,datasets", ["--gguf", str(gguf_path(smollm.identity.name))]
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            REMOTE,
-            blocked,
-            str(job.parent),
-            str(tmp_path / "out"),
-            "--device",
-            "cpu",
-            *where,
-        ],
-        check=True,
-        cwd=ROOT,
-    )
+    _run_elsewhere(blocked, job.parent, tmp_path / "out", *where)
     imported = Scorer(smollm, "arc_easy", 4, "sublayer", tmp_path / "imported")
     assert import_scores(imported, tmp_path / "out/scores.npz") == 3
     assert import_scores(imported, tmp_path / "out/scores.npz") == 0  # already stored
@@ -66,6 +52,37 @@ def test_round_trip_equals_local_scoring(smollm, tmp_path: Path, weights: str) -
         np.testing.assert_allclose(theirs.at[c, "loglik"], ours.at[c, "loglik"], rtol=2e-5, atol=1e-4)
         assert np.array_equal(theirs.at[c, "doc_acc_norm"], ours.at[c, "doc_acc_norm"])
     assert set(theirs["device"]) == {"cpu"}
+
+
+def _run_elsewhere(blocked: str, job: Path, out: Path, *options: str) -> None:
+    """`python -m lsi.remote JOB OUT --device cpu OPTIONS` with the `blocked` modules unimportable."""
+    subprocess.run(
+        [sys.executable, "-c", REMOTE, blocked, str(job), str(out), "--device", "cpu", *options],
+        check=True,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.slow
+def test_generation_round_trip_equals_local_scoring(smollm, tmp_path: Path) -> None:
+    """A generate_until job carries its prompts, stop strings and tokenizer: the texts, exact match and
+    gold log-likelihoods imported equal local scoring's, and the tokenizer's decoder is the only one
+    the other side needs (no lm-eval, datasets or gguf there: the weights travel in parts)."""
+    local = Scorer(smollm, "nq_open", 4, "block", tmp_path / "local")
+    coalitions = ["1" * 30, "1" * 3 + "0" + "1" * 26]
+    job = export_job(local, coalitions, tmp_path / "job")
+    assert (job.parent / "tokenizer").is_dir()
+    _run_elsewhere("lm_eval,datasets,gguf", job.parent, tmp_path / "out")
+    imported = Scorer(smollm, "nq_open", 4, "block", tmp_path / "imported")
+    assert import_scores(imported, tmp_path / "out/scores.npz") == 2
+    ours = local.scores(coalitions, progress=False).set_index("coalition")
+    theirs = imported.scores(coalitions, progress=False).set_index("coalition")
+    for c in coalitions:
+        assert list(theirs.at[c, "generations"]) == list(ours.at[c, "generations"])
+        assert theirs.at[c, "doc_metrics"] == ours.at[c, "doc_metrics"]
+        assert theirs.at[c, "near_ties"] == ours.at[c, "near_ties"]
+        np.testing.assert_allclose(theirs.at[c, "loglik"], ours.at[c, "loglik"], rtol=2e-5, atol=1e-4)
+    assert any(text.strip() for text in ours["generations"].iloc[0])  # real texts were compared
 
 
 @pytest.mark.slow
@@ -127,6 +144,14 @@ def test_import_refuses_other_weights(smollm, tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="other weights"):
         import_scores(scorer, fake)
+
+
+def test_generative_scores_without_texts_are_refused(smollm, tmp_path: Path) -> None:
+    """Scores of a generative task from an export made before jobs carried generation are refused."""
+    scorer = Scorer(smollm, "nq_open", 2, "block", tmp_path)
+    n = len(scorer.requests)
+    with pytest.raises(ValueError, match="no generated tokens"):
+        scorer.store_scores(["1" * 30], np.zeros((1, n)), np.zeros((1, n), bool), 0.0, "cpu")
 
 
 def test_weights_split_and_rejoin(tmp_path: Path) -> None:
