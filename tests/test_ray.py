@@ -101,9 +101,10 @@ def test_generation_equals_the_local_backend(local_ray, tmp_path: Path) -> None:
         for column in ("near_ties", "score"):
             assert theirs.at[c, column] == ours.at[c, column]
         docs = json.loads(theirs.at[c, "doc_metrics"])
-        assert docs["exact_match,remove_whitespace"] == json.loads(ours.at[c, "doc_metrics"])[
-            "exact_match,remove_whitespace"
-        ]
+        assert (
+            docs["exact_match,remove_whitespace"]
+            == json.loads(ours.at[c, "doc_metrics"])["exact_match,remove_whitespace"]
+        )
         np.testing.assert_allclose(docs["gold_loglik"], ours.at[c, "loglik"], rtol=1e-5)
         np.testing.assert_allclose(theirs.at[c, "loglik"], ours.at[c, "loglik"], rtol=1e-5)
     assert any(text.strip() for text in ours.at["1" * 30, "generations"])
