@@ -1,8 +1,9 @@
 """The repository stays small enough for a lent GPU machine to carry it beside a scoring job.
 
-A run carries 64 MiB in all; tracked files under 44 MiB leave room for a job of up to 20 MiB (a
+A run carries 64 MiB in all; tracked files under 46 MiB leave room for a job of up to 18 MiB (a
 GGUF travels in pieces of that size over consecutive calls). The limit was 40 MiB until the
-converged references of the estimators issue, which that issue allows 10 MiB, were committed.
+references of the estimators issue (which that issue allows 10 MiB) were committed, and 44 MiB until
+the pruning curves and the interaction figures were.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LIMIT = 44 * 2**20
+LIMIT = 46 * 2**20
 
 
 def test_tracked_files_leave_room_for_a_gpu_job():
