@@ -2,9 +2,9 @@
 
 The game is read from a score store holding all 2^n coalitions of a restricted player set (enumerate
 it first, e.g. `lsi shapley --players ... --estimator exact`). Every estimator then runs on a table of
-those values, so hundreds of runs cost no model time. Prints a table and writes a CSV, a Markdown
-summary and a figure of error against budget, to a temporary folder unless `--out` names one
-(`--out results/estimator_benchmark --figures figures` regenerates the committed ones).
+those values, so hundreds of runs cost no model time. Prints a table and writes a CSV and a Markdown
+summary, to a temporary folder unless `--out` names one (`--out results/estimator_benchmark`
+regenerates the committed ones, from which notebook 02 draws the figures: one writer per figure).
 
     python benchmarks/bench_estimators.py --store results/scores/.../sublayer-bfloat16-limit40 \
         --players attn.0,mlp.0,...  --name early --value margin --seeds 50
@@ -23,20 +23,15 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 
-from lsi import figures, style
 from lsi.analysis import ablation_from_documents, cornerstones, estimator_summary
 from lsi.estimators import ESTIMATORS, estimate
 from lsi.estimators.agreement import cornerstones_recovered, kendall, spearman, top_k_precision
 from lsi.game import Game, TableGame, all_coalitions, shapley_from_table
 from lsi.layer_game import LayerGame
 from lsi.provenance import versions
-from lsi.results import write_table
 from lsi.store import ScoreStore
 
 SAMPLERS = (
@@ -148,10 +143,8 @@ def main() -> None:
         help="tables folder (default: a new temporary folder); "
         "results/estimator_benchmark regenerates the committed tables",
     )
-    parser.add_argument("--figures", type=Path, default=None, help="figures folder (default: --out)")
     args = parser.parse_args()
     args.out = args.out or Path(tempfile.mkdtemp(prefix="lsi-bench-estimators-"))
-    args.figures = args.figures or args.out
 
     store = ScoreStore.open(args.store)
     names = args.players.split(",")
@@ -165,7 +158,6 @@ def main() -> None:
     frame = run(values, names, game.chance, corner, args.seeds)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    args.figures.mkdir(parents=True, exist_ok=True)
     stem = f"{args.name}-{args.value}"
     frame.to_csv(args.out / f"{stem}.csv", index=False, float_format="%.6g")  # 6 digits: the repository size
     summary = estimator_summary(frame)
@@ -182,13 +174,11 @@ def main() -> None:
     )
     table = summary.to_markdown(index=False, floatfmt=".4g")
     (args.out / f"{stem}.md").write_text(f"{header}\n{provenance}\n\n{table}\n")
-    style.save(figures.estimator_error(frame, header), args.figures, f"estimators-{stem}")
-    write_table(summary, args.figures, f"estimators-{stem}")  # as notebook 02 writes it
     print(header)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"exact values: {dict(zip(names, np.round(shapley_from_table(values), 4), strict=True))}")
     print(f"cornerstones (metric, default rule): {[names[i] for i in sorted(corner)] or 'none'}")
-    print(f"written: {args.out / stem}.csv, .md; figures in {args.figures}")
+    print(f"written: {args.out / stem}.csv, .md (figures: notebook 02, from the committed tables)")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ seed: they can be planned ahead.
 
 from __future__ import annotations
 
-from itertools import combinations
 from math import comb
 
 import numpy as np
@@ -29,7 +28,14 @@ import numpy as np
 from lsi.errors import UserError
 from lsi.estimators.base import Estimator, Ledger, Run, nan_vector
 from lsi.estimators.regression import kernel_regression
-from lsi.estimators.sampling import CoalitionSample, _unit_row, classes, kernel_weights, unit_counts
+from lsi.estimators.sampling import (
+    CoalitionSample,
+    class_units,
+    classes,
+    kernel_weights,
+    unit_counts,
+    with_complements,
+)
 from lsi.estimators.window import DEFAULT_N_LIM
 from lsi.game import Game, coalition_keys
 from lsi.players import window_coalitions
@@ -63,25 +69,6 @@ def window_length(n: int, budget: int, n_lim: int) -> int:
     return max(fits, default=0)
 
 
-def _draw(n: int, size: int, count: int, known: set[bytes], rng: np.random.Generator) -> np.ndarray:
-    """`count` distinct uniform complement pairs of class `size` (their first coalitions) with neither
-    coalition in `known` (which is closed under complement): from the list of all of them when most
-    are wanted, else drawn, redrawing repeats and known ones."""
-    middle = 2 * size == n
-    if count > comb(n, size) / 4:
-        every = [_unit_row(c, n, middle) for c in combinations(range(n), size) if not middle or 0 in c]
-        free = np.array([row for row in every if coalition_keys(row[None])[0] not in known]).reshape(-1, n)
-        return free[np.sort(rng.choice(len(free), size=count, replace=False))]
-    rows, seen = [], set(known)
-    while len(rows) < count:
-        row = _unit_row(rng.choice(n, size=size, replace=False), n, middle)
-        key = coalition_keys(row[None])[0]
-        if key not in seen:
-            seen.add(key)
-            rows.append(row)
-    return np.array(rows, dtype=bool).reshape(count, n)
-
-
 def layer_sample(n: int, budget: int, seed: int, n_lim: int = DEFAULT_N_LIM) -> CoalitionSample:
     """The fixed stratum (`window_stratum`, share 1/binom(n, |S|) per coalition), then complement
     pairs drawn class by class from the coalitions outside it (share capacity / (units binom(n, |S|)),
@@ -99,11 +86,9 @@ def layer_sample(n: int, budget: int, seed: int, n_lim: int = DEFAULT_N_LIM) -> 
     if capacity.any():  # else the stratum is every coalition (n <= 3)
         counts, _ = unit_counts(capacity, cl.mass * capacity / cl.capacity, (budget - len(fixed)) // 2, rng)
     rows, shares = [fixed], [np.array([0.0, 0.0, *(1 / comb(n, int(s)) for s in fixed.sum(axis=1)[2:])])]
-    for size, count, free in zip(cl.sizes, counts, capacity, strict=True):
-        if count:
-            first = _draw(n, int(size), int(count), known, rng)
-            rows.append(np.stack([first, ~first], axis=1).reshape(-1, n))
-            shares.append(np.full(2 * count, free / (count * comb(n, int(size)))))
+    for k in np.flatnonzero(counts):
+        rows.append(with_complements(class_units(rng, cl, k, int(counts[k]), distinct=True, exclude=known)))
+        shares.append(np.full(2 * counts[k], capacity[k] / (counts[k] * comb(n, int(cl.sizes[k])))))
     coalitions = np.concatenate(rows)
     return CoalitionSample(
         coalitions=coalitions,

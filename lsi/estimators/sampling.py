@@ -17,11 +17,14 @@ estimators weight rows by their share.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from itertools import combinations
 from math import comb
 
 import numpy as np
+
+from lsi.game import coalition_keys
 
 
 @dataclass(frozen=True)
@@ -116,22 +119,34 @@ def _unit_row(members: tuple[int, ...] | np.ndarray, n: int, canonical: bool) ->
     return ~row if canonical and not row[0] else row  # a middle-class unit starts with the set holding 0
 
 
-def _units(rng: np.random.Generator, cl: Classes, k: int, count: int, distinct: bool) -> np.ndarray:
-    """(count, n) first coalitions of `count` uniform units of class k, distinct if `distinct`."""
+def class_units(
+    rng: np.random.Generator,
+    cl: Classes,
+    k: int,
+    count: int,
+    distinct: bool,
+    exclude: AbstractSet[bytes] = frozenset(),
+) -> np.ndarray:
+    """(count, n) first coalitions of `count` uniform units of class k, distinct if `distinct`, none of
+    them in `exclude` (`coalition_keys` of coalitions already known; closed under complement when the
+    classes are paired, so testing a unit's first coalition tests both)."""
     n, size = cl.n, int(cl.sizes[k])
     canonical = cl.paired and 2 * size == n
-    if distinct and count > cl.capacity[k] / 2:  # a small class (under twice the budget): enumerate
+    taken = sum(key.count(b"1") == size for key in exclude) / (2 if canonical else 1)
+    if distinct and count > (cl.capacity[k] - taken) / 2:  # a small class (under twice the budget): enumerate
         every = (
             [(0, *rest) for rest in combinations(range(1, n), size - 1)]
             if canonical
             else list(combinations(range(n), size))
         )
-        picked = rng.choice(len(every), size=count, replace=False)
-        return np.array([_unit_row(every[i], n, canonical) for i in picked]).reshape(count, n)
-    rows, seen = [], set()
+        rows = np.array([_unit_row(members, n, canonical) for members in every]).reshape(-1, n)
+        if exclude:
+            rows = rows[[key not in exclude for key in coalition_keys(rows)]]
+        return rows[rng.choice(len(rows), size=count, replace=False)]
+    rows, seen = [], set(exclude)
     while len(rows) < count:
         row = _unit_row(rng.choice(n, size=size, replace=False), n, canonical)
-        key = row.tobytes()
+        key = coalition_keys(row[None])[0]
         if distinct and key in seen:
             continue
         seen.add(key)
@@ -139,7 +154,8 @@ def _units(rng: np.random.Generator, cl: Classes, k: int, count: int, distinct: 
     return np.array(rows, dtype=bool).reshape(count, n)
 
 
-def _with_complements(first: np.ndarray, paired: bool) -> np.ndarray:
+def with_complements(first: np.ndarray, paired: bool = True) -> np.ndarray:
+    """Each row followed by its complement (when `paired`)."""
     if not paired:
         return first
     return np.stack([first, ~first], axis=1).reshape(-1, first.shape[1])
@@ -162,8 +178,8 @@ def sample_units(n: int, budget: int, seed: int, paired: bool = True) -> Coaliti
     counts, whole = unit_counts(cl.capacity, cl.mass, units, rng)
     rows, shares = [_ends(n)], [np.zeros(2)]
     for k in np.flatnonzero(counts):
-        first = _units(rng, cl, k, int(counts[k]), distinct=True)
-        block = _with_complements(first, paired)
+        first = class_units(rng, cl, k, int(counts[k]), distinct=True)
+        block = with_complements(first, paired)
         rows.append(block)
         shares.append(np.full(len(block), cl.share(k, counts[k])))
     coalitions = np.concatenate(rows)
@@ -199,8 +215,8 @@ def draw_units(n: int, budget: int, seed: int, paired: bool = True, min_draws: i
     draws = int(round(left)) if rest.size else 0
     rows, shares, folds = [_ends(n)], [np.zeros(2)], [np.full(2, -1)]
     for k in np.flatnonzero(whole):
-        every = _units(rng, cl, k, int(cl.capacity[k]), distinct=True)
-        block = _with_complements(every, paired)
+        every = class_units(rng, cl, k, int(cl.capacity[k]), distinct=True)
+        block = with_complements(every, paired)
         rows.append(block)
         shares.append(np.full(len(block), cl.share(k, cl.capacity[k])))
         folds.append(np.full(len(block), -1))
@@ -211,7 +227,7 @@ def draw_units(n: int, budget: int, seed: int, paired: bool = True, min_draws: i
         sizes = np.array([draws // 2, draws - draws // 2])
         for k in np.unique(drawn):
             where = np.flatnonzero(drawn == k)
-            block = _with_complements(_units(rng, cl, k, where.size, distinct=False), paired)
+            block = with_complements(class_units(rng, cl, k, where.size, distinct=False), paired)
             fold = np.repeat(halves[where].astype(int), cl.cost)
             # a unit is drawn with probability q_k / capacity_k: as if q_k * (draws of its fold) units
             # of class k had been sampled
