@@ -5,7 +5,9 @@ sub-layer players, its branches zeroed (computed, then zeroed); it runs each bat
 stopped. lsi: the local worker's `generate` (batches of 64 sorted by prompt length, removed players skipped,
 finished rows leave the batch and its KV cache). Same model, task, documents, coalitions, dtype;
 texts must be identical (a document decoded through a near tie is counted, not compared). Tokens/s
-counts the generated tokens each document keeps (up to its stop) over the wall time.
+counts the generated tokens each document keeps (up to its stop) over the wall time. Last, lsi decodes
+all the coalitions together, as it does a game's unit of coalitions (`lsi.routing`), against the sum of
+lm-eval's times.
 
     python benchmarks/bench_generation.py [--task nq_open] [--limit 48] [--dtype float32] [--out FILE]
 """
@@ -44,6 +46,47 @@ def lm_eval_texts(lm: LoadedModel, scorer: Scorer, coalition: str) -> tuple[floa
     return time.perf_counter() - start, texts
 
 
+def _together(lm: LoadedModel, args: argparse.Namespace, results: Path, texts: list, rows: list) -> dict:
+    """All the coalitions decoded in shared batches (`lsi.routing`), as a game's unit of coalitions is:
+    their long tails share steps. Blocks are given as both of their sub-layers, one player set."""
+    scorer = Scorer(lm, args.task, args.limit, "sublayer", results)
+    coalitions = [
+        coalition_without(scorer.players, parse_players(_as_sublayers(drop), scorer.players))
+        for _, drop in COALITIONS.values()
+    ]
+    start = time.perf_counter()
+    generated = scorer.backend.worker.generate(scorer.job, coalitions)
+    seconds = time.perf_counter() - start
+    same = sum(
+        a == b
+        for alone, one in zip(texts, generated, strict=True)
+        for a, b in zip(alone, scorer.texts(one)[0], strict=True)
+    )
+    record = {
+        "lsi_s": seconds,
+        "lsi_one_by_one_s": sum(r["lsi_s"] for r in rows),
+        "lm_eval_s": sum(r["lm_eval_s"] for r in rows),
+        "identical_to_one_by_one": same,
+        "texts": sum(len(alone) for alone in texts),
+    }
+    print(
+        f"{'all together':28s} lm-eval {record['lm_eval_s']:6.1f} s  lsi {seconds:6.1f} s  "
+        f"x{record['lm_eval_s'] / seconds:4.1f}  (one by one {record['lsi_one_by_one_s']:.1f} s)  "
+        f"identical {same}/{record['texts']}",
+        flush=True,
+    )
+    return record
+
+
+def _as_sublayers(drop: tuple[str, ...]) -> tuple[str, ...]:
+    """A block's name as its two branches' names (`block.3` -> `attn.3`, `mlp.3`)."""
+    names: list[str] = []
+    for player in drop:
+        block = player.startswith("block.")
+        names += [player.replace("block", b) for b in ("attn", "mlp")] if block else [player]
+    return tuple(names)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -53,15 +96,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args()
     lm = load_model(args.model, dtype=args.dtype)
-    rows = []
+    rows, texts = [], []
     with tempfile.TemporaryDirectory() as results:
         for name, (granularity, drop) in COALITIONS.items():
             scorer = Scorer(lm, args.task, args.limit, granularity, Path(results))
             coalition = coalition_without(scorer.players, parse_players(drop, scorer.players))
             theirs_s, theirs = lm_eval_texts(lm, scorer, coalition)
             start = time.perf_counter()
-            ours, ties = scorer.texts(scorer.backend.worker.generate(scorer.job, coalition))
+            ours, ties = scorer.texts(scorer.backend.worker.generate(scorer.job, [coalition])[0])
             ours_s = time.perf_counter() - start
+            texts.append(ours)
             tokens = sum(len(lm.tokenizer(text, add_special_tokens=False)["input_ids"]) + 1 for text in ours)
             same = sum(a == b for a, b in zip(ours, theirs, strict=True))
             rows.append(
@@ -83,6 +127,7 @@ def main() -> None:
                 f"{tokens / ours_s:6.0f} tok/s  identical {same}/{len(ours)} (near ties {ties})",
                 flush=True,
             )
+        together = _together(lm, args, Path(results), texts, rows)
     record = {
         "model": lm.identity.as_dict(),
         "weights_sha256": lm.identity.weights_sha256,
@@ -92,6 +137,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "lm_eval_batch_size": 8,
         "rows": rows,
+        "together": together,
         "versions": versions(),
         "created": now(),
     }

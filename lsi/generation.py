@@ -6,6 +6,8 @@ length, left-padded as lm-eval's HFLM pads them; a row leaves the batch (and its
 as it has produced a stop string, its end-of-sequence token or its token budget, so a batch's cost
 follows the rows still running rather than its longest. Each step records how close the top two
 logits were: a near tie is where two correct computation orders may pick different tokens.
+`generate_coalitions` decodes the same requests under several coalitions in shared batches
+(`lsi.routing`), so that their long tails share steps.
 
 This module is torch and transformers only (no lm-eval): the token prompts, stop strings and
 budgets come from lm-eval's own request handling (`lsi.scoring`), and texts are cut at the stop
@@ -16,12 +18,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers.cache_utils import Cache
 
 from lsi.errors import UserError
+from lsi.players import Player
+from lsi.routing import routed
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,38 @@ def generate(
 ) -> list[Generated]:
     """Greedy continuations of every request, in request order. `decode` turns generated tokens into
     text (special tokens skipped, as lm-eval decodes) for the stop strings."""
+    return _decode(model, requests, decode, rows, on_batch, lambda batch: nullcontext())
+
+
+@torch.inference_mode()
+def generate_coalitions(
+    model: nn.Module,
+    requests: Sequence[GenerationRequest],
+    removed: Sequence[Sequence[Player]],
+    decode: Callable[[list[int]], str],
+    rows: int = 64,
+    on_batch: Callable[[], None] | None = None,
+) -> list[list[Generated]]:
+    """Every request's greedy continuation under each coalition (given by the players it removes),
+    decoded together: a batch holds the same documents under several coalitions (`lsi.routing`), so
+    the rows that run to their token budget share their steps instead of each paying a full one."""
+    flat = [request for _ in removed for request in requests]
+    owner = [c for c in range(len(removed)) for _ in requests]
+    out = _decode(
+        model, flat, decode, rows, on_batch, lambda batch: routed(model, [removed[owner[i]] for i in batch])
+    )
+    return [out[c * len(requests) : (c + 1) * len(requests)] for c in range(len(removed))]
+
+
+def _decode(
+    model: nn.Module,
+    requests: Sequence[GenerationRequest],
+    decode: Callable[[list[int]], str],
+    rows: int,
+    on_batch: Callable[[], None] | None,
+    route: Callable[[list[int]], AbstractContextManager[Cache | None]],
+) -> list[Generated]:
+    """Batches sorted by prompt length, each decoded under `route(batch)`, which yields its first cache."""
     check_plain_greedy(model)
     order = sorted(range(len(requests)), key=lambda i: -len(requests[i].context))
     out: list[Generated | None] = [None] * len(requests)
@@ -99,10 +137,10 @@ def generate(
     device = model.get_input_embeddings().weight.device
     for at in range(0, len(order), rows):
         batch = order[at : at + rows]
-        for i, generated in zip(
-            batch, _batch(model, [requests[i] for i in batch], decode, stop, device), strict=True
-        ):
-            out[i] = generated
+        with route(batch) as cache:
+            generated = _batch(model, [requests[i] for i in batch], decode, stop, device, cache)
+        for i, one in zip(batch, generated, strict=True):
+            out[i] = one
         if on_batch is not None:
             on_batch()
     return out  # type: ignore[return-value]
@@ -114,6 +152,7 @@ def _batch(
     decode: Callable[[list[int]], str],
     stop: set[int],
     device: torch.device,
+    cache: Cache | None = None,
 ) -> list[Generated]:
     width = max(len(r.context) for r in requests)
     ids = torch.zeros(len(requests), width, dtype=torch.long)
@@ -128,7 +167,6 @@ def _batch(
     live = list(range(len(requests)))  # rows still generating, in the order the cache holds them
     # transformers 5.24 names the KV cache `cache`; earlier 5.x `past_key_values`.
     cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    cache = None
     step_ids, step_positions = ids, positions
     while live:
         output = model(

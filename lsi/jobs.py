@@ -25,11 +25,14 @@ from torch import nn
 
 from lsi.engine import Batch, Engine, TokenRequest, make_batches, score_requests
 from lsi.errors import UserError
-from lsi.generation import Generated, GenerationRequest, generate
+from lsi.generation import Generated, GenerationRequest, generate, generate_coalitions
 from lsi.masking import skip
 from lsi.players import Player, list_players, removed_players
 
 REQUESTS = "requests.npz"
+# Rows of one decoding batch when several coalitions generate together: room for the same documents
+# under many coalitions, whose rows that run to their token budget then share steps.
+GENERATION_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -196,20 +199,24 @@ class Worker:
         if job.generation:
             if len(chosen) != len(batches):
                 raise ValueError("a generative job's unit must hold all its batches: it generates once")
-            generated = tuple(self.generate(job, c) for c in unit.coalitions)
+            generated = self.generate(job, unit.coalitions)
         seconds = time.perf_counter() - start
         columns = np.sort(np.concatenate([b.requests.numpy() for b in chosen]))
         return UnitResult(
             unit, columns, loglik[:, columns], greedy[:, columns], seconds, self.device, generated
         )
 
-    def generate(self, job: ScoringJob, coalition: str) -> tuple[Generated, ...]:
-        """Greedy continuations of the job's generation requests by the model without the players
-        the coalition removes (lm-eval's generate_until, decoded here)."""
+    def generate(self, job: ScoringJob, coalitions: Sequence[str]) -> tuple[tuple[Generated, ...], ...]:
+        """Each coalition's greedy continuations of the job's generation requests (lm-eval's
+        generate_until, decoded here): one coalition under `skip`, several in shared batches."""
         if self.decode is None:
             raise UserError("this worker has no tokenizer, which generation needs for its stop strings")
-        with skip(self.engine.model, removed_players(coalition, self.players)):
-            return tuple(generate(self.engine.model, job.generation, self.decode))
+        model, removed = self.engine.model, [removed_players(c, self.players) for c in coalitions]
+        if len(removed) == 1:
+            with skip(model, removed[0]):
+                return (tuple(generate(model, job.generation, self.decode)),)
+        together = generate_coalitions(model, job.generation, removed, self.decode, GENERATION_ROWS)
+        return tuple(map(tuple, together))
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,9 @@ def near_tie(values: Sequence[float], tolerance: float = TIE_TOLERANCE) -> bool:
 
 WAIT_S = 2.0  # how often a writer looks whether another has stored what it claimed
 UNIT_S = 120.0  # a work unit's target length: what a stopped run may lose
+# Coalitions of a generative unit, decoded together (`lsi.routing`) so that their long tails share
+# steps; fewer where UNIT_S asks for it.
+GENERATION_CHUNK = 8
 
 
 class Backend(Protocol):
@@ -239,7 +242,7 @@ class Scorer:
                 take, todo = (todo, []) if self._rate else (todo[:2], todo[2:])
                 limit = UNIT_S / self._rate if self._rate else None
                 units = (
-                    plan_units(take, self.batch_costs, 1, 1)  # a unit per coalition, all its batches
+                    plan_units(take, self.batch_costs, 1, GENERATION_CHUNK, limit)  # all batches
                     if self.generation
                     else plan_units(take, self.batch_costs, self.backend.workers, self.chunk_size, limit)
                 )

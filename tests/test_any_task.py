@@ -83,7 +83,7 @@ def test_generations_equal_lm_eval(smollm, tmp_path, granularity, drop):
     out = _lm_eval_run(smollm, scorer, dropped)
 
     samples = {s["doc_id"]: s for s in out["samples"]["nq_open"]}
-    _, ties = scorer.texts(scorer.backend.worker.generate(scorer.job, coalition))
+    _, ties = scorer.texts(scorer.backend.worker.generate(scorer.job, [coalition])[0])
     assert row.near_ties == ties
     per_doc = json.loads(row.doc_metrics)
     compared = 0
