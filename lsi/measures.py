@@ -124,7 +124,9 @@ def one_pass_measures(
             for row, seq in enumerate(batch):
                 ids[row, : len(seq)] = torch.as_tensor(seq)
             mask = (torch.arange(ids.shape[1])[None] < lengths[:, None]).to(device)
-            model(input_ids=ids.to(device), attention_mask=mask.long(), use_cache=False)
+            # The body only: the hooks read the blocks, and the head would cost a vocabulary-wide
+            # product per token (Gemma-3's 262k outputs outweigh its blocks).
+            model.base_model(input_ids=ids.to(device), attention_mask=mask.long(), use_cache=False)
             rows = torch.arange(len(batch), device=device)
             last = []
             for i, t in enumerate(seen):
