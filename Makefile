@@ -59,9 +59,10 @@ demo: setup
 		-p results_dir $(SCRATCH)/results -p figures_dir $(SCRATCH)/figures
 	@ls $(SCRATCH)/figures/quickstart-*
 
-# The same single-layer ablation from the command line, printed as a table.
+# The same single-layer ablation from the command line (the demo's store, dtype and all), printed as a table.
 ablate: setup
-	$(BIN)/lsi ablate --model $(MODEL) --task $(TASK) --limit $(LIMIT) --granularity block --results $(SCRATCH)/results
+	$(BIN)/lsi ablate --model $(MODEL) --task $(TASK) --limit $(LIMIT) --granularity block --dtype auto \
+		--results $(SCRATCH)/results
 
 # The paper's grid through the notebooks (papermill), resumable; `make study STUDY=studies/smoke.yaml` to try it.
 study: setup

@@ -31,9 +31,12 @@ class Granularity(Choice):
 
 
 class DType(Choice):
+    """Weights and activations dtype; `auto` is resolved (`lsi.hardware`) before anything names a store."""
+
     FLOAT32 = "float32"
     BFLOAT16 = "bfloat16"
     FLOAT16 = "float16"
+    AUTO = "auto"  # bfloat16 where the device computes it natively, else float32
 
 
 class Backend(Choice):

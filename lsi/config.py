@@ -37,7 +37,9 @@ class RunConfig:
     task: str = _option("arc_easy", "lm-eval task name (`lsi tasks`)", STORE)
     granularity: Granularity = _option(Granularity.SUBLAYER, "whole blocks, or attention and FFN", STORE)
     limit: int | None = _option(None, "lm-eval limit: the first N documents (per subtask)", STORE, least=1)
-    dtype: DType = _option(DType.BFLOAT16, "weights and activations dtype", STORE)
+    dtype: DType = _option(
+        DType.BFLOAT16, "weights and activations dtype (auto: bfloat16 where the device has it)", STORE
+    )
     results_dir: str = _option("results", "folder holding the score stores", STORE, flag="--results")
     include_path: str | None = _option(
         None, "folders of your own lm-eval task YAMLs, ':'-separated (lm-eval's --include_path)", STORE
@@ -88,6 +90,10 @@ class RunConfig:
         from lsi.estimators import get_estimator
 
         get_estimator(self.estimator)
+        if self.dtype is DType.AUTO:
+            from lsi.hardware import resolve_dtype
+
+            object.__setattr__(self, "dtype", resolve_dtype(self.dtype, self.device))
         if self.backend is Backend.LOCAL:
             ray_only = [
                 name for name in ("address", "workers", "gpus_per_worker") if getattr(self, name) is not None

@@ -20,6 +20,7 @@ from lsi.architectures import architecture, get_path
 from lsi.assets import cache_dir, embedded_gguf, embedded_models
 from lsi.choices import DType
 from lsi.errors import UserError
+from lsi.hardware import resolve_dtype, warn_if_emulated
 
 DTYPES = {DType.FLOAT32: torch.float32, DType.BFLOAT16: torch.bfloat16, DType.FLOAT16: torch.float16}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
@@ -67,8 +68,9 @@ def _quiet_gguf_conversion() -> None:
         gguf_loading.tqdm = functools.partial(gguf_loading.tqdm, disable=True)
 
 
-def parse_dtype(name: str) -> torch.dtype:
-    return DTYPES[DType.parse(name)]
+def parse_dtype(name: str, device: str = "cpu") -> torch.dtype:
+    """The torch dtype of a name; `auto` as `lsi.hardware` resolves it for the device."""
+    return DTYPES[resolve_dtype(DType.parse(name), device)]
 
 
 def _sha256_files(paths: list[Path]) -> str:
@@ -148,9 +150,11 @@ def load_model(
     `device_map` (accelerate's: "balanced", or module name -> device, "cpu" or "disk") splits a model
     too large for one device over several; `device` is then ignored. `trust_remote_code`: run the
     Python code a checkpoint ships (its config's `auto_map`); without it such a model is refused."""
+    dtype = resolve_dtype(DType.parse(dtype), device).value
     torch_dtype = parse_dtype(dtype)
     if device_map is None and torch.device(device).type == "cpu":
         retain_freed_memory()
+        warn_if_emulated(DType(dtype), device)
     source, directory, gguf_file, title, pinned = _resolve(spec)
     kwargs = _load_kwargs(gguf_file, trust_remote_code)
     if gguf_file and os.environ.get("LSI_QUIET_LOADING") == "1":
@@ -172,6 +176,7 @@ def load_skeleton(spec: str, dtype: str = "float32", trust_remote_code: bool = F
     from accelerate import init_empty_weights
     from transformers import AutoConfig
 
+    dtype = resolve_dtype(DType.parse(dtype), "cpu").value
     source, directory, gguf_file, title, pinned = _resolve(spec)
     kwargs = _load_kwargs(gguf_file, trust_remote_code)
     with _remote_code_refused(spec):

@@ -58,7 +58,7 @@ def test_run_offers_every_field_with_the_configuration_defaults() -> None:
 def test_choices_come_from_the_enums(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--dtype", "float8"])
-    assert "(choose from 'float32', 'bfloat16', 'float16')" in capsys.readouterr().err
+    assert "(choose from 'float32', 'bfloat16', 'float16', 'auto')" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from tiny_models import tiny_model
 
 from lsi.assets import embedded_gguf, embedded_models
@@ -36,6 +37,20 @@ def test_local_checkpoint_directory(tmp_path, smollm):
     assert lm.model.dtype == parse_dtype("bfloat16")
     again = load_model(str(tmp_path / "ckpt"))
     assert again.identity.weights_sha256 == lm.identity.weights_sha256
+
+
+def test_auto_dtype_is_recorded_as_what_it_resolved_to(tmp_path, smollm, monkeypatch):
+    from lsi.hardware import native_bfloat16
+
+    tiny_model("llama").save_pretrained(tmp_path / "ckpt")
+    smollm.tokenizer.save_pretrained(tmp_path / "ckpt")
+    for native, dtype in [(False, torch.float32), (True, torch.bfloat16)]:
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda native=native: native)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+        native_bfloat16.cache_clear()
+        lm = load_model(str(tmp_path / "ckpt"), dtype="auto")
+        assert lm.model.dtype == dtype and parse_dtype(lm.dtype) == dtype
+    native_bfloat16.cache_clear()
 
 
 def test_unknown_model_and_dtype_errors(tmp_path):

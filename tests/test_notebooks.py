@@ -168,7 +168,8 @@ def test_layer_importance_notebook_runs_the_cell_that_lsi_run_runs(tmp_path: Pat
     from lsi.cli import main
 
     results = tmp_path / "results"
-    setting = {"task": "arc_easy", "limit": 4, "granularity": "block", "max_removed": 1, "bootstrap": 20}
+    setting = {"task": "arc_easy", "limit": 4, "granularity": "block", "dtype": "float32"}
+    setting |= {"max_removed": 1, "bootstrap": 20}
     papermill.execute_notebook(
         str(ROOT / "notebooks/01_layer_importance.ipynb"),
         str(tmp_path / "01.ipynb"),
