@@ -7,7 +7,8 @@ as it has produced a stop string, its end-of-sequence token or its token budget,
 follows the rows still running rather than its longest. Each step records how close the top two
 logits were: a near tie is where two correct computation orders may pick different tokens.
 `generate_coalitions` decodes the same requests under several coalitions in shared batches
-(`lsi.routing`), so that their long tails share steps.
+(`lsi.routing`), so that their long tails share steps and each prompt runs once through the blocks
+its coalitions treat alike.
 
 This module is torch and transformers only (no lm-eval): the token prompts, stop strings and
 budgets come from lm-eval's own request handling (`lsi.scoring`), and texts are cut at the stop
@@ -112,12 +113,15 @@ def generate_coalitions(
 ) -> list[list[Generated]]:
     """Every request's greedy continuation under each coalition (given by the players it removes),
     decoded together: a batch holds the same documents under several coalitions (`lsi.routing`), so
-    the rows that run to their token budget share their steps instead of each paying a full one."""
+    the rows that run to their token budget share their steps instead of each paying a full one, and
+    each prompt is computed once per prefix of blocks its coalitions share."""
     flat = [request for _ in removed for request in requests]
-    owner = [c for c in range(len(removed)) for _ in requests]
-    out = _decode(
-        model, flat, decode, rows, on_batch, lambda batch: routed(model, [removed[owner[i]] for i in batch])
-    )
+    n = len(requests)  # row i holds request i % n under coalition i // n
+
+    def route(batch: list[int]) -> AbstractContextManager[Cache]:
+        return routed(model, [removed[i // n] for i in batch], [i % n for i in batch])
+
+    out = _decode(model, flat, decode, rows, on_batch, route)
     return [out[c * len(requests) : (c + 1) * len(requests)] for c in range(len(removed))]
 
 

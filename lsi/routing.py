@@ -12,6 +12,12 @@ of the model's config, so sliding-window layers stay sliding) holding exactly it
 model's own cache (`RoutedCache`) holds one-number placeholders, as a removed attention does, so that
 sequence lengths and masks come out as for any batch. Row for row this is the computation of
 `lsi.masking.skip` for that row's coalition.
+
+The prompt is computed once per shared prefix of coalitions: rows that hold the same prompt and have
+so far kept and removed the same players enter a block with the same hidden states, so in the first
+forward (the prompt) each group runs one of them and copies its output and KV cache to the others.
+Two coalitions that differ only from block b on share the prompt's computation through block b - 1;
+decoding then runs per row, since the rows' tokens may part.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ class _Group:
     removed: tuple[str, ...]  # branches skipped ("attn", "mlp"/"moe"); empty: the whole block runs
     rows: torch.Tensor
     cache: Cache | None  # None where the group's attention is removed
+    # For the prompt's forward only: the positions in `rows` that run, and each row's among them.
+    prompt: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class RoutedCache(DynamicCache):
@@ -80,10 +88,19 @@ class _RoutedBlock(nn.Module):
         out = hidden_states.clone()
         for group in self.groups:
             rows = group.rows.to(hidden_states.device)
-            own_args = [_take(value, rows, n_rows, group.cache) for value in args]
-            own_kwargs = {key: _take(value, rows, n_rows, group.cache) for key, value in kwargs.items()}
+            run, spread = rows, None
+            if group.prompt is not None:
+                first, spread = (t.to(hidden_states.device) for t in group.prompt)
+                run, group.prompt = rows[first], None
+            own_args = [_take(value, run, n_rows, group.cache) for value in args]
+            own_kwargs = {key: _take(value, run, n_rows, group.cache) for key, value in kwargs.items()}
             with branches_removed(self._model[0], self.block, group.removed):
-                out[rows] = self.block(hidden_states[rows], *own_args, **own_kwargs)
+                result = self.block(hidden_states[run], *own_args, **own_kwargs)
+            if spread is not None:
+                result = result[spread]
+                if group.cache is not None:
+                    group.cache.batch_select_indices(spread)
+            out[rows] = result
         if shared is not None:  # the lengths every layer's mask and positions are read from
             placeholder = hidden_states.new_zeros(n_rows, 1, hidden_states.shape[1], 1)
             shared.update(placeholder, placeholder, self.index)
@@ -102,29 +119,64 @@ def _take(value: object, rows: torch.Tensor, n_rows: int, cache: Cache | None) -
     return value
 
 
-def _groups(removed: Sequence[Sequence[Player]], n_blocks: int, config: object) -> list[list[_Group]]:
-    """Per block, its groups of rows (rows that drop the block are in none)."""
-    per_block: list[dict[tuple[str, ...], list[int]]] = [{} for _ in range(n_blocks)]
-    for row, players in enumerate(removed):
-        kept, partial = removal_plan(players, n_blocks)
-        for b in kept:
-            per_block[b].setdefault(tuple(partial.get(b, ())), []).append(row)
-    return [
-        [
-            _Group(kinds, torch.tensor(rows), None if "attn" in kinds else DynamicCache(config=config))
-            for kinds, rows in sorted(block.items())
-        ]
-        for block in per_block
+def _groups(
+    removed: Sequence[Sequence[Player]], prompts: Sequence[int], n_blocks: int, config: object
+) -> list[list[_Group]]:
+    """Per block, its groups of rows (rows that drop the block are in none), each knowing which of its
+    rows enter the block with the same hidden states during the prompt."""
+    plans = [removal_plan(players, n_blocks) for players in removed]
+    # What each row does at a block: None drops it, else the branches it skips there.
+    steps = [
+        [tuple(partial.get(b, ())) if b in kept else None for b in range(n_blocks)] for kept, partial in plans
     ]
+    prefix = list(prompts)  # rows with equal ids hold equal hidden states before the current block
+    blocks = []
+    for b in range(n_blocks):
+        members: dict[tuple[str, ...], list[int]] = {}
+        for row, step in enumerate(steps):
+            if step[b] is not None:
+                members.setdefault(step[b], []).append(row)
+        blocks.append(
+            [
+                _Group(
+                    kinds,
+                    torch.tensor(rows),
+                    None if "attn" in kinds else DynamicCache(config=config),
+                    _shared([prefix[row] for row in rows]),
+                )
+                for kinds, rows in sorted(members.items())
+            ]
+        )
+        ids: dict[tuple[int, tuple[str, ...] | None], int] = {}
+        prefix = [ids.setdefault((prefix[row], step[b]), len(ids)) for row, step in enumerate(steps)]
+    return blocks
+
+
+def _shared(keys: list[int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The first position of each distinct key, and each position's index among those firsts; None
+    when the keys are all distinct (nothing to share)."""
+    firsts: list[int] = []
+    where: dict[int, int] = {}
+    spread = []
+    for position, key in enumerate(keys):
+        if key not in where:
+            where[key] = len(firsts)
+            firsts.append(position)
+        spread.append(where[key])
+    return None if len(firsts) == len(keys) else (torch.tensor(firsts), torch.tensor(spread))
 
 
 @contextmanager
-def routed(model: nn.Module, removed: Sequence[Sequence[Player]]) -> Iterator[RoutedCache]:
+def routed(
+    model: nn.Module, removed: Sequence[Sequence[Player]], prompts: Sequence[int] | None = None
+) -> Iterator[RoutedCache]:
     """The model with row i of the next batch run without `removed[i]`; yields the cache to pass to
-    its first forward (and its later ones). The model is restored exactly on exit."""
+    its first forward (and its later ones). Rows with equal `prompts` ids hold the same prompt, whose
+    shared prefix is computed once. The model is restored exactly on exit."""
     arch = architecture(model)
     layers = get_path(model, arch.layers)
-    groups = _groups(removed, len(layers), model.config)
+    prompts = range(len(removed)) if prompts is None else prompts
+    groups = _groups(removed, prompts, len(layers), model.config)
     originals = list(layers)
     try:
         for b, block in enumerate(originals):

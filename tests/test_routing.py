@@ -67,3 +67,29 @@ def test_a_coalition_without_every_player_passes_the_embedding_through(family):
         empty = generate(model, REQUESTS[:2], _decode)
     together = generate_coalitions(model, REQUESTS[:2], everything, _decode)
     assert [g.tokens for g in together[1]] == [g.tokens for g in empty]
+
+
+def test_the_prompt_runs_once_per_shared_prefix_of_blocks():
+    """Three coalitions that part at block 2 run each prompt once through blocks 0 and 1; at block 2 the
+    full model and the one without mlp.3 still share (they kept the same players so far), and at block 3
+    only the rows that did the same at block 2 do."""
+    model = tiny_model("llama")
+    by_name = {p.name: p for p in list_players(model, "sublayer")}
+    removed = [[], [by_name["attn.2"]], [by_name["mlp.3"]]]
+    prompt_rows: list[tuple[int, int]] = []
+
+    def record(block: int):
+        def hook(module, args):
+            if args[0].shape[1] > 1:  # the prompt's forward, not a decoding step
+                prompt_rows.append((block, args[0].shape[0]))
+
+        return hook
+
+    handles = [block.register_forward_pre_hook(record(b)) for b, block in enumerate(model.model.layers)]
+    try:
+        generate_coalitions(model, REQUESTS, removed, _decode)
+    finally:
+        for handle in handles:
+            handle.remove()
+    n = len(REQUESTS)
+    assert prompt_rows == [(0, n), (1, n), (2, n), (2, n), (3, 2 * n), (3, n)]
