@@ -150,11 +150,11 @@ def load_model(
     `device_map` (accelerate's: "balanced", or module name -> device, "cpu" or "disk") splits a model
     too large for one device over several; `device` is then ignored. `trust_remote_code`: run the
     Python code a checkpoint ships (its config's `auto_map`); without it such a model is refused."""
-    dtype = resolve_dtype(DType.parse(dtype), device).value
-    torch_dtype = parse_dtype(dtype)
+    chosen = resolve_dtype(DType.parse(dtype), device)
+    torch_dtype = DTYPES[chosen]
     if device_map is None and torch.device(device).type == "cpu":
         retain_freed_memory()
-        warn_if_emulated(DType(dtype), device)
+        warn_if_emulated(chosen, device)
     source, directory, gguf_file, title, pinned = _resolve(spec)
     kwargs = _load_kwargs(gguf_file, trust_remote_code)
     if gguf_file and os.environ.get("LSI_QUIET_LOADING") == "1":
@@ -167,7 +167,7 @@ def load_model(
             model = AutoModelForCausalLM.from_pretrained(
                 directory, dtype=torch_dtype, device_map=device_map, **offload, **kwargs
             )
-    return _loaded(spec, model.eval(), directory, kwargs, source, title, pinned, dtype)
+    return _loaded(spec, model.eval(), directory, kwargs, source, title, pinned, chosen.value)
 
 
 def load_skeleton(spec: str, dtype: str = "float32", trust_remote_code: bool = False) -> LoadedModel:
@@ -176,16 +176,16 @@ def load_skeleton(spec: str, dtype: str = "float32", trust_remote_code: bool = F
     from accelerate import init_empty_weights
     from transformers import AutoConfig
 
-    dtype = resolve_dtype(DType.parse(dtype), "cpu").value
+    chosen = resolve_dtype(DType.parse(dtype), "cpu")
     source, directory, gguf_file, title, pinned = _resolve(spec)
     kwargs = _load_kwargs(gguf_file, trust_remote_code)
     with _remote_code_refused(spec):
         config = AutoConfig.from_pretrained(directory, **kwargs)
         with init_empty_weights():
             model = AutoModelForCausalLM.from_config(
-                config, dtype=parse_dtype(dtype), trust_remote_code=trust_remote_code
+                config, dtype=DTYPES[chosen], trust_remote_code=trust_remote_code
             )
-    return _loaded(spec, model.eval(), directory, kwargs, source, title, pinned, dtype)
+    return _loaded(spec, model.eval(), directory, kwargs, source, title, pinned, chosen.value)
 
 
 def _load_kwargs(gguf_file: str | None, trust_remote_code: bool) -> dict[str, object]:
