@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from lsi import gguf_cache
 from lsi.allocator import retain_freed_memory
 from lsi.architectures import architecture, get_path
 from lsi.assets import cache_dir, embedded_gguf, embedded_models
@@ -155,10 +156,7 @@ def load_model(
     if device_map is None and torch.device(device).type == "cpu":
         retain_freed_memory()
         warn_if_emulated(chosen, device)
-    source, directory, gguf_file, title, pinned = _resolve(spec)
-    kwargs = _load_kwargs(gguf_file, trust_remote_code)
-    if gguf_file and os.environ.get("LSI_QUIET_LOADING") == "1":
-        _quiet_gguf_conversion()
+    source, directory, kwargs, title, sha = _checkpoint(spec, trust_remote_code)
     with _remote_code_refused(spec):
         if device_map is None:
             model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype, **kwargs).to(device)
@@ -167,7 +165,7 @@ def load_model(
             model = AutoModelForCausalLM.from_pretrained(
                 directory, dtype=torch_dtype, device_map=device_map, **offload, **kwargs
             )
-    return _loaded(spec, model.eval(), directory, kwargs, source, title, pinned, chosen.value)
+    return _loaded(spec, model.eval(), directory, kwargs, source, title, sha, chosen.value)
 
 
 def load_skeleton(spec: str, dtype: str = "float32", trust_remote_code: bool = False) -> LoadedModel:
@@ -177,19 +175,33 @@ def load_skeleton(spec: str, dtype: str = "float32", trust_remote_code: bool = F
     from transformers import AutoConfig
 
     chosen = resolve_dtype(DType.parse(dtype), "cpu")
-    source, directory, gguf_file, title, pinned = _resolve(spec)
-    kwargs = _load_kwargs(gguf_file, trust_remote_code)
+    # A driver on a login node reads the GGUF file's header rather than converting the weights.
+    source, directory, kwargs, title, sha = _checkpoint(spec, trust_remote_code, convert=False)
     with _remote_code_refused(spec):
         config = AutoConfig.from_pretrained(directory, **kwargs)
         with init_empty_weights():
             model = AutoModelForCausalLM.from_config(
                 config, dtype=DTYPES[chosen], trust_remote_code=trust_remote_code
             )
-    return _loaded(spec, model.eval(), directory, kwargs, source, title, pinned, chosen.value)
+    return _loaded(spec, model.eval(), directory, kwargs, source, title, sha, chosen.value)
 
 
-def _load_kwargs(gguf_file: str | None, trust_remote_code: bool) -> dict[str, object]:
-    return {"trust_remote_code": trust_remote_code} | ({"gguf_file": gguf_file} if gguf_file else {})
+def _checkpoint(
+    spec: str, trust_remote_code: bool, convert: bool = True
+) -> tuple[str, Path, dict[str, object], str, str | None]:
+    """(source, directory, from_pretrained keyword arguments, title, weights sha256 if known) to load
+    `spec` from: a GGUF file's converted checkpoint where `lsi.gguf_cache` is on (made now only if
+    `convert`), keeping the GGUF file's hash as the identity."""
+    source, directory, gguf_file, title, pinned = _resolve(spec)
+    kwargs: dict[str, object] = {"trust_remote_code": trust_remote_code}
+    if gguf_file is None:
+        return source, directory, kwargs, title, pinned
+    sha = pinned or _sha256_files([directory / gguf_file])
+    if os.environ.get("LSI_QUIET_LOADING") == "1":
+        _quiet_gguf_conversion()
+    if gguf_cache.enabled() and (convert or gguf_cache.ready(sha)):
+        return source, gguf_cache.converted(directory, gguf_file, sha), kwargs, title, sha
+    return source, directory, kwargs | {"gguf_file": gguf_file}, title, sha
 
 
 @contextlib.contextmanager
@@ -213,20 +225,16 @@ def _loaded(
     kwargs: dict[str, object],
     source: str,
     title: str,
-    pinned: str | None,
+    sha: str | None,
     dtype: str,
 ) -> LoadedModel:
     """The loaded (or skeleton) model with its tokenizer and identity (the weight files' hash)."""
     model.config.use_cache = False
     with _remote_code_refused(spec):
         tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
-    gguf_file = kwargs.get("gguf_file")
     n_blocks = len(get_path(model, architecture(model).layers))
-    if gguf_file:
-        weights = [directory / gguf_file]
-    else:
-        weights = sorted(p for p in directory.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
-    sha = pinned or _sha256_files(weights)
+    if sha is None:
+        sha = _sha256_files(sorted(p for p in directory.iterdir() if p.suffix in _WEIGHT_SUFFIXES))
     identity = ModelIdentity(spec, title, source, model.config.model_type, n_blocks, sha)
     add_bos = embedded_models()[spec].add_bos_token if source == "embedded" else None
     return LoadedModel(model, tokenizer, identity, dtype, add_bos)
