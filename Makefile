@@ -15,7 +15,7 @@ LIMIT     ?= 50
 SCRATCH   ?= scratch
 STUDY     ?= studies/paper.yaml
 
-.PHONY: setup browser models models-1.5b demo ablate study scale-study pruning-curves dtype-check figures notebooks test test-fast lint bench clean-venv
+.PHONY: setup browser models models-1.5b demo ablate study scale-study pruning-curves recall dtype-check figures notebooks test test-fast lint bench clean-venv
 
 setup: $(BIN)/lsi
 
@@ -83,6 +83,17 @@ pruning-curves: setup
 	  [ -f results/scores/$$1/$$2/$$3-bfloat16-limit1000/pruning/curves.json ] && continue; \
 	  $(BIN)/lsi pruning-curves --model $$1 --task $$2 --granularity $$3 --limit 1000 || exit $$?; \
 	done
+
+# The recall study (REPORT.md, "Recall and generation"): Gemma-3 on TriviaQA with decoding capped at 32
+# new tokens (studies/tasks/triviaqa_32.yaml), 500 questions, float32 (native on any CPU, and free of
+# bfloat16's near ties in greedy decoding): single-player ablation, then the window estimate for exact
+# match and for the gold answer's log-likelihood. Hours on 2 cores; rerun to resume.
+RECALL := --model gemma3-270m --task triviaqa_32 --include-path studies/tasks --granularity sublayer \
+          --limit 500 --dtype float32
+recall: models
+	$(BIN)/lsi ablate $(RECALL) --json > /dev/null
+	$(BIN)/lsi shapley $(RECALL) --estimator window
+	$(BIN)/lsi shapley $(RECALL) --estimator window --metric gold_loglik
 
 # The float32 check of the bfloat16 study: single-player ablation of SmolLM2's sub-layers in float32
 # on the study's documents; 02_paper_figures then counts the documents whose answer flips.

@@ -206,3 +206,24 @@ def test_every_offline_task_builds_its_documents():
         docs = task_set.documents(5)
         assert 0 < len(docs) <= 5 * len(task_set.subtasks), name
         assert all(doc.requests for doc in docs), name
+
+
+def test_the_studys_capped_triviaqa_is_stock_triviaqa_but_for_its_cap():
+    """studies/tasks/triviaqa_32.yaml (the recall study's task): lm-eval's triviaqa with decoding capped
+    at 32 new tokens, nothing else changed; the same documents and requests."""
+    ours = load_task("triviaqa_32", include_path=(str(Path(__file__).parent.parent / "studies/tasks"),))
+    stock = load_task("triviaqa")
+    theirs, mine = (t.subtasks[t.name].config.to_dict() for t in (stock, ours))
+    assert mine.pop("task") == "triviaqa_32" and theirs.pop("task") == "triviaqa"
+    for config in (mine, theirs):
+        config["metadata"].pop("config_source")  # where each YAML lies
+    assert (
+        mine["generation_kwargs"].pop("max_gen_toks") == 32
+        and "max_gen_toks" not in theirs["generation_kwargs"]
+    )
+    assert mine == theirs
+    assert (ours.data, ours.split, ours.metric) == (stock.data, stock.split, stock.metric)
+    docs, stock_docs = ours.documents(5), stock.documents(5)
+    assert [(d.doc, d.gold, d.requests[0][0]) for d in docs] == [
+        (d.doc, d.gold, d.requests[0][0]) for d in stock_docs
+    ]
