@@ -273,13 +273,16 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def cmd_scores(args: argparse.Namespace) -> int:
     from lsi.store import ScoreStore
 
-    frame = ScoreStore.open(_config(args).store_path()).frame()
+    store = ScoreStore.open(_config(args).store_path())
     cols = ["coalition", "n_kept", "acc", "acc_norm", "score", "near_ties"]
-    records = [{k: _none(v) for k, v in r.items()} for r in frame[cols].to_dict("records")]
+    frame = store.frame().reindex(columns=cols)
+    records = [{k: _none(v) for k, v in r.items()} for r in frame.to_dict("records")]
     if args.json:
         print(json.dumps(records))
+    elif frame.empty:  # a run that has not stored its first part yet
+        print(f"no coalition is stored yet in {store.path}")
     else:
-        print(frame[cols].to_string(index=False))
+        print(frame.to_string(index=False))
     return 0
 
 

@@ -163,3 +163,15 @@ def test_console_entry_point_exit_code():
         check=False,
     )
     assert proc.returncode == 2 and "unknown task 'nope'" in proc.stderr
+
+
+def test_scores_of_a_store_without_parts_yet(capsys, tmp_path):
+    """A run stopped (or still loading) before its first part: `lsi scores` says so, and --json is []."""
+    from lsi.config import RunConfig
+    from lsi.store import IDENTITY_KEYS, ScoreStore
+
+    path = RunConfig(task="arc_easy", results_dir=str(tmp_path)).store_path()
+    ScoreStore.open(path, dict.fromkeys(IDENTITY_KEYS, "x"))
+    argv = ["scores", "--task", "arc_easy", "--results", str(tmp_path)]
+    assert _run(capsys, *argv)[:2] == (0, f"no coalition is stored yet in {path}\n")
+    assert _run(capsys, *argv, "--json")[:2] == (0, "[]\n")
