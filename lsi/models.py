@@ -197,9 +197,11 @@ def _checkpoint(
     if gguf_file is None:
         return source, directory, kwargs, title, pinned
     sha = pinned or _sha256_files([directory / gguf_file])
-    if os.environ.get("LSI_QUIET_LOADING") == "1":
+    if (done := gguf_cache.ready(sha)) is not None:
+        return source, done, kwargs, title, sha
+    if os.environ.get("LSI_QUIET_LOADING") == "1":  # the GGUF file is read below
         _quiet_gguf_conversion()
-    if gguf_cache.enabled() and (convert or gguf_cache.ready(sha)):
+    if convert and gguf_cache.enabled():
         return source, gguf_cache.converted(directory, gguf_file, sha), kwargs, title, sha
     return source, directory, kwargs | {"gguf_file": gguf_file}, title, sha
 

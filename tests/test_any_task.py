@@ -208,6 +208,7 @@ def test_every_offline_task_builds_its_documents():
         assert all(doc.requests for doc in docs), name
 
 
+@pytest.mark.slow  # builds TriviaQA twice
 def test_the_studys_capped_triviaqa_is_stock_triviaqa_but_for_its_cap():
     """studies/tasks/triviaqa_32.yaml (the recall study's task): lm-eval's triviaqa with decoding capped
     at 32 new tokens, nothing else changed; the same documents and requests."""
