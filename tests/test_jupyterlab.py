@@ -39,7 +39,7 @@ JUPYTER_LAB = Path(sys.executable).parent / "jupyter-lab"
 # minutes on 2 CPU cores instead of tens. The README's screenshot (LSI_SCREENSHOT names its path) shows the
 # tour as users run it, with its defaults.
 SCREENSHOT = os.environ.get("LSI_SCREENSHOT")
-PARAMETERS = {} if SCREENSHOT else {"limit": 20}
+PARAMETERS = {} if SCREENSHOT else {"limit": 4}
 RUN_TIMEOUT_S = (60 if SCREENSHOT else 15) * 60
 
 # The open notebook's panel, found by path: `window.jupyterapp` is exposed by --LabApp.expose_app_in_browser.

@@ -113,7 +113,7 @@ def test_quickstart_runs(tmp_path: Path) -> None:
             "results_dir": str(tmp_path / "results"),
             "figures_dir": str(out),
             "task": "arc_easy",
-            "limit": 20,
+            "limit": 6,
         },
         **KERNEL,
     )
