@@ -107,7 +107,9 @@ def test_gguf_model_exports_and_lm_eval_scores_it_as_lsi(name, request, tmp_path
     )
     samples = {s["doc_id"]: s for s in out["samples"]["arc_easy"]}
     theirs = [float(r[0][0]) for doc in scorer.docs for r in samples[doc.doc_id]["resps"]]
-    np.testing.assert_allclose(row.loglik.astype(float), theirs, atol=1e-4, rtol=2e-5)
+    # float32, two correct summation orders (lsi's batches against HFLM's): Gemma-3's and Qwen's large
+    # vocabularies leave up to 4e-5 relative; a wrong layer removed moves a log-likelihood by whole nats.
+    np.testing.assert_allclose(row.loglik.astype(float), theirs, atol=1e-4, rtol=1e-4)
     assert row.near_ties == 0
     assert row.acc == out["results"]["arc_easy"]["acc,none"]
     assert row.acc_norm == out["results"]["arc_easy"]["acc_norm,none"]
