@@ -151,6 +151,10 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("LSI_QUIET_LOADING", "1")  # lsi.models: no per-tensor GGUF conversion bars
     for name in ("lm_eval", "lm-eval", "transformers", "datasets"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if "transformers" in sys.modules:  # imported before main() (in-process callers): it read the env early
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 _SIGNALS: list[int] = []  # the stop signals received: the exit status names the last

@@ -57,21 +57,17 @@ class LoadedModel:
         return hflm(self.model, self.tokenizer, self.add_bos_token, batch_size)
 
 
-def _quiet_loading(reads_gguf: bool) -> None:
-    """Under the CLI (`LSI_QUIET_LOADING=1`) no loading bar is drawn: transformers' weight-loading bar
-    has a switch, its per-tensor GGUF conversion bar (plain tqdm) has none and is patched."""
+def _quiet_gguf_conversion() -> None:
+    """Under the CLI (`LSI_QUIET_LOADING=1`) transformers' per-tensor GGUF conversion bar (plain
+    tqdm, without a switch) is patched off; the CLI switches off the library's other bars itself."""
     if os.environ.get("LSI_QUIET_LOADING") != "1":
         return
     import functools
 
-    from transformers.utils import logging as hf_logging
+    import transformers.modeling_gguf_pytorch_utils as gguf_loading
 
-    hf_logging.disable_progress_bar()
-    if reads_gguf:
-        import transformers.modeling_gguf_pytorch_utils as gguf_loading
-
-        if not isinstance(gguf_loading.tqdm, functools.partial):
-            gguf_loading.tqdm = functools.partial(gguf_loading.tqdm, disable=True)
+    if not isinstance(gguf_loading.tqdm, functools.partial):
+        gguf_loading.tqdm = functools.partial(gguf_loading.tqdm, disable=True)
 
 
 def parse_dtype(name: str, device: str = "cpu") -> torch.dtype:
@@ -200,13 +196,11 @@ def _checkpoint(
     source, directory, gguf_file, title, pinned = _resolve(spec)
     kwargs: dict[str, object] = {"trust_remote_code": trust_remote_code}
     if gguf_file is None:
-        _quiet_loading(reads_gguf=False)
         return source, directory, kwargs, title, pinned
     sha = pinned or _sha256_files([directory / gguf_file])
     if (done := gguf_cache.ready(sha)) is not None:
-        _quiet_loading(reads_gguf=False)
         return source, done, kwargs, title, sha
-    _quiet_loading(reads_gguf=True)
+    _quiet_gguf_conversion()
     if convert and gguf_cache.enabled():
         return source, gguf_cache.converted(directory, gguf_file, sha), kwargs, title, sha
     return source, directory, kwargs | {"gguf_file": gguf_file}, title, sha
