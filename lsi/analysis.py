@@ -70,7 +70,7 @@ def above_chance(per_doc: np.ndarray, chance: float | None, alpha: float = 0.05)
     MIN_CORRECT right answers; continuous values: a one-sided t-test against the floor."""
     if chance is None:
         return False
-    if not np.isin(per_doc, (0, 1)).all():
+    if not (np.isin(per_doc, (0, 1)).all() and 0 <= chance <= 1):
         return bool(stats.ttest_1samp(per_doc, chance, alternative="greater").pvalue < alpha)
     hits = int(per_doc.sum())
     if chance == 0:

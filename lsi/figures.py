@@ -321,3 +321,28 @@ def interaction_heatmap(main: pd.Series, matrix: pd.DataFrame, title: str) -> pl
             axis.set_tick_params(labelsize=5)
     fig.suptitle(title)
     return fig
+
+
+def gap_heatmap(table: pd.DataFrame, title: str) -> plt.Figure:
+    """The share of the (full - floor) gap each single removal leaves, one row per (task, value) and a
+    column per player (dark: collapsed); x marks the cornerstones. `table` is a long table with the
+    columns task, value, n_docs, dtype, player, gap_left, cornerstone (`lsi.report.recall_against_choice`)."""
+    style.apply()
+    setting = " (" + table["n_docs"].astype(str) + ", " + table["dtype"] + ")"
+    labels = table["task"] + "\n" + table["value"] + setting
+    players = list(dict.fromkeys(table["player"]))
+    rows = list(dict.fromkeys(labels))
+    keyed = table.assign(label=labels)
+    gaps = keyed.pivot(index="label", columns="player", values="gap_left").loc[rows, players]
+    flags = keyed.pivot(index="label", columns="player", values="cornerstone").loc[rows, players]
+    fig, ax = plt.subplots(figsize=(style.PAGE_WIDTH, 0.4 * len(rows) + 1.1), constrained_layout=True)
+    image = ax.imshow(gaps.to_numpy(dtype=float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    y, x = np.nonzero(flags.to_numpy(dtype=bool))
+    ax.scatter(x, y, marker="x", s=14, color="white", linewidths=0.9)
+    ax.set_yticks(range(len(rows)), rows, fontsize=6)
+    _player_axis(ax, players, most_ticks=18)
+    ax.set_xlabel("block (x: cornerstone)")
+    ax.grid(False)
+    fig.colorbar(image, ax=ax, label="gap left (clipped to 0-1)", shrink=0.9)
+    fig.suptitle(title)
+    return fig

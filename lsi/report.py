@@ -1,6 +1,6 @@
 """The study's summary tables from the index of a results folder: the paper's task order, the latest
 estimate of each (model, task) cell per Shapley grid, the cornerstone statistics over the tasks where
-the model is above chance, and dense against mixture-of-experts.
+the model is above chance, dense against mixture-of-experts, and recall set beside multiple choice.
 
 `02_paper_figures` shows and saves what these return; nothing here needs a model.
 """
@@ -11,12 +11,15 @@ from collections.abc import Iterable, Iterator
 
 import pandas as pd
 
+from lsi.analysis import ablation_table, cornerstones
 from lsi.store import ScoreStore
+from lsi.values import metrics_of
 
 PAPER_TASKS = ("boolq", "arc_easy", "arc_challenge", "piqa", "winogrande", "openbookqa")
 # What one ablation figure, one row of the statistics and one panel row of a grid share.
 CONFIGURATION = ["model", "granularity", "dtype", "limit"]
 GRID_KEYS = ["granularity", "dtype", "limit", "estimator", "value"]
+CHOICE_TASKS = ("arc_easy", "piqa")  # the multiple-choice tasks recall and perplexity are set beside
 
 
 def task_order(tasks: Iterable[str]) -> list[str]:
@@ -66,3 +69,85 @@ def dense_vs_moe(report: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     columns = ["max_drop", "mean_drop_cornerstone"]
     return report.groupby([*CONFIGURATION, "moe"])[columns].mean().reset_index()
+
+
+def _largest(stores: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, granularity, task): the ablated store with the most documents (float32 on ties)."""
+    ablated = stores[stores["has_ablation"]]
+    ordered = ablated.sort_values(["n_docs", "dtype"], ascending=[False, False], kind="stable")
+    return ordered.drop_duplicates(["model", "granularity", "task"])
+
+
+def recall_against_choice(
+    stores: pd.DataFrame, resamples: int = 1000
+) -> Iterator[tuple[str, str, pd.DataFrame]]:
+    """Per (model, granularity) with an ablated store of a task without choices (generation, perplexity):
+    one row per (task, value, player) with the share of the (full - floor) gap the player's removal
+    leaves and whether it is a cornerstone, for every value that store keeps, beside ARC-Easy and PIQA.
+
+    `stores` is `lsi.results.store_index(results, choices_only=False)`. Each task's largest ablated store
+    is used. A value whose floor is unknown (a log-likelihood before the empty model is scored) has no
+    gap and is left out. Yields a title, a file stem and the long table.
+    """
+    largest = _largest(stores)
+    others = largest[largest["output_type"] != "multiple_choice"]
+    for (model, granularity), group in others.groupby(["model", "granularity"], sort=True):
+        choice = largest[
+            (largest["model"] == model)
+            & (largest["granularity"] == granularity)
+            & largest["task"].isin(CHOICE_TASKS)
+        ].sort_values("task", key=lambda tasks: tasks.map(CHOICE_TASKS.index))
+        rows = []
+        for s in pd.concat([group, choice]).itertuples():
+            store = ScoreStore.open(s.path)
+            first = store.usable().iloc[0].to_dict()
+            values = [s.metric] if s.output_type == "multiple_choice" else metrics_of(store.meta, first)
+            for value in values:
+                table = ablation_table(store, resamples, metric=value)
+                if table.attrs["chance"] is None:
+                    continue
+                flagged = cornerstones(table)
+                rows.append(
+                    flagged[["player", "score", "gap_left", "cornerstone"]].assign(
+                        task=s.task,
+                        value=value,
+                        output_type=s.output_type,
+                        dtype=s.dtype,
+                        n_docs=s.n_docs,
+                        full=table.attrs["full"],
+                        floor=table.attrs["chance"],
+                        above_floor=table.attrs["above_chance"],
+                    )
+                )
+        title = f"{group['title'].iloc[0]} | {granularity}: single removals, gap to the floor left"
+        table = pd.concat(rows, ignore_index=True)
+        table.attrs.update(model=model, granularity=granularity)
+        yield title, f"recall-{model}-{granularity}", table
+
+
+def recall_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, value) of a `recall_against_choice` table: its cornerstones, and those whose removal
+    every multiple-choice task there survives (not a cornerstone on any of them)."""
+    choice = set(table.loc[(table["output_type"] == "multiple_choice") & table["cornerstone"], "player"])
+    rows = []
+    for (task, value), group in table.groupby(["task", "value"], sort=False):
+        corner = group.loc[group["cornerstone"], "player"].tolist()
+        survives = (
+            []
+            if group["output_type"].iloc[0] == "multiple_choice"
+            else [p for p in corner if p not in choice]
+        )
+        rows.append(
+            {
+                "task": task,
+                "value": value,
+                "n_docs": int(group["n_docs"].iloc[0]),
+                "dtype": group["dtype"].iloc[0],
+                "full": float(group["full"].iloc[0]),
+                "floor": float(group["floor"].iloc[0]),
+                "above_floor": bool(group["above_floor"].iloc[0]),
+                "cornerstones": ", ".join(corner),
+                "multiple_choice_survives": ", ".join(survives),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -18,14 +18,16 @@ from lsi.provenance import now, versions
 from lsi.store import ScoreStore
 
 
-def store_index(results: Path) -> pd.DataFrame:
-    """One row per multiple-choice score store under `results` (the paper's tables and figures are of
-    those; stores of other tasks are read with `lsi.values`): its configuration and what it holds."""
+def store_index(results: Path, choices_only: bool = True) -> pd.DataFrame:
+    """One row per score store under `results`: its configuration and what it holds. By default only
+    multiple-choice stores (the paper's tables and figures are of those); `choices_only=False` adds the
+    stores of other output types, whose values `lsi.values` reads."""
     rows = []
     for meta_file in sorted(Path(results).glob("scores/*/*/*/meta.json")):
         store = ScoreStore.open(meta_file.parent)
         meta = store.meta
-        if meta.get("task_info", {}).get("output_type", "multiple_choice") != "multiple_choice":
+        output_type = meta.get("task_info", {}).get("output_type", "multiple_choice")
+        if choices_only and output_type != "multiple_choice":
             continue
         players = meta["players"]
         stored = store.coalitions()
@@ -37,6 +39,7 @@ def store_index(results: Path) -> pd.DataFrame:
                 "family": meta["model"]["family"],
                 "moe": any(p.startswith("moe.") for p in players) or meta["model"]["family"] == "mixtral",
                 "task": meta["task"],
+                "output_type": output_type,
                 "split": meta["split"],
                 "metric": meta["metric"],
                 "granularity": meta["granularity"],

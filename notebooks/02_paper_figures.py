@@ -25,9 +25,11 @@
 # 3. the cornerstone statistics (per model and task, and averaged over the tasks above chance);
 # 4. the estimator comparison against exact values, and how the study's own estimates agree;
 # 5. the dense-versus-MoE comparison, when an MoE model has results;
-# 6. cumulative removal curves and 7. bfloat16-against-float32 agreement, where those were run.
+# 6. cumulative removal curves and 7. bfloat16-against-float32 agreement, where those were run;
+# 8.-11. limits, pruning and pair interactions; 12. recall and perplexity against multiple choice.
 #
-# Figures never mix limits, dtypes or granularities: each configuration gets its own file, named after it.
+# Figures never mix limits, dtypes or granularities: each configuration gets its own file, named after it
+# (section 12 sets tasks of different limits and dtypes side by side; each row names its own).
 # Figures go to `figures_dir` as PDF and PNG, tables as CSV and Markdown.
 
 # %% tags=["parameters"]
@@ -58,7 +60,15 @@ from lsi.importance import store_title
 from lsi.interactions import by_distance, pairwise_interactions, reference_interactions, walk_tables
 from lsi.layer_game import LayerGame
 from lsi.pruning_curves import best_at
-from lsi.report import CONFIGURATION, cornerstone_statistics, dense_vs_moe, shapley_grids, task_order
+from lsi.report import (
+    CONFIGURATION,
+    cornerstone_statistics,
+    dense_vs_moe,
+    recall_against_choice,
+    recall_summary,
+    shapley_grids,
+    task_order,
+)
 from lsi.results import estimate_index, store_index, write_table
 from lsi.store import ScoreStore
 from lsi.values import chance_level
@@ -276,6 +286,29 @@ for value in ("margin", "score"):
     show_and_save(figures.interaction_heatmap(main, matrix, title), f"interactions-large-sublayer-{value}")
     for name, table in walk_tables(fit, names).items():
         show_table(table, f"interactions-large-sublayer-{value}-{name}")
+
+# %% [markdown]
+# ## 12. Recall and perplexity against multiple choice
+# Where a model has an ablated store of a task without choices (a generative task such as TriviaQA,
+# or LAMBADA's perplexity): the share of the gap between the full model and the floor that each single
+# removal leaves, for every value the store keeps, beside ARC-Easy and PIQA (the largest ablated store
+# of each). The floor is 0 for exact match and accuracy, chance for multiple choice, and the empty
+# model's value for a log-likelihood (left out until the empty model is scored). The table lists each
+# value's cornerstones, and those whose removal no multiple-choice task counts as a cornerstone.
+
+# %%
+recall = []
+for title, stem, gaps in recall_against_choice(store_index(results, choices_only=False), resamples):
+    show_and_save(figures.gap_heatmap(gaps, title), stem)
+    summary = recall_summary(gaps)
+    summary.insert(0, "granularity", gaps.attrs["granularity"])
+    summary.insert(0, "model", gaps.attrs["model"])
+    recall.append(summary)
+show_table(
+    pd.concat(recall) if recall else pd.DataFrame(),
+    "recall-cornerstones",
+    "no ablated store of a task without choices yet (`make recall`)",
+)
 
 # %%
 print(f"{len(written)} files written to {out}:")

@@ -94,6 +94,14 @@ def test_paper_figures_from_committed_results(tmp_path: Path, monkeypatch: pytes
                        for name, run in [("window", "bNone-sNone"), ("kernelshap", "b178-s0")])  # fmt: skip
     row = agreement.loc[("smollm2-135m", "arc_easy", "sublayer", 200, "window", "kernelshap b178 s0")]
     assert row["spearman"] == pytest.approx(spearmanr(window, sampled).statistic)
+    recall = pd.read_csv(out / "recall-cornerstones.csv").set_index(["model", "granularity", "task", "value"])
+    for model, granularity in {key[:2] for key in recall.index}:
+        _png_and_pdf(out, f"recall-{model}-{granularity}")
+    lambada = RESULTS / "scores/smollm2-135m/lambada_openai/sublayer-bfloat16-limit1000/parts"
+    frame = pd.read_parquet(lambada).drop_duplicates("coalition").set_index("coalition")
+    full_acc = json.loads(frame.loc["1" * 60, "metrics"])["acc"]
+    lambada_acc = recall.loc[("smollm2-135m", "sublayer", "lambada_openai", "acc")]
+    assert lambada_acc["full"] == pytest.approx(full_acc)
     for csv in (RESULTS / "estimator_benchmark").glob("*.csv"):
         _png_and_pdf(out, f"estimators-{csv.stem}")
         table = pd.read_csv(out / f"estimators-{csv.stem}.csv")

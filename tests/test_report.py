@@ -1,8 +1,10 @@
 """The study's summary tables (lsi.report): task order, the latest estimate per grid cell, statistics
-over the tasks above chance only, dense against MoE. Synthetic index rows, no model."""
+over the tasks above chance only, dense against MoE, recall beside multiple choice. Synthetic index
+rows and stores, no model."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,16 @@ import pandas as pd
 import pytest
 from synthetic_stores import store_meta
 
-from lsi.report import cornerstone_statistics, dense_vs_moe, shapley_grids, task_order
+from lsi import figures
+from lsi.report import (
+    cornerstone_statistics,
+    dense_vs_moe,
+    recall_against_choice,
+    recall_summary,
+    shapley_grids,
+    task_order,
+)
+from lsi.results import store_index
 from lsi.store import ScoreStore
 
 
@@ -71,3 +82,77 @@ def test_each_grid_takes_the_latest_estimate_of_each_cell(tmp_path: Path) -> Non
     assert np.concatenate(latest["values"].to_numpy()).tolist() == [0.3, 0.2]  # the latest piqa run
     assert latest["above_chance"].tolist() == [False, True] and set(latest["metric"]) == {"acc_norm"}
     assert "window, 3 coalitions" in title
+
+
+N_DOCS = 60
+MODEL = {"name": "m", "title": "M", "family": "llama"}
+
+
+def _store(results: Path, task: str, output_type: str, metric: str, chance: float) -> ScoreStore:
+    docs = [{"gold": 0, "n_choices": 2, "choice_chars": [1, 1]}] * N_DOCS
+    meta = store_meta(3, docs, metric=metric, chance=chance) | {
+        "task": task,
+        "model": MODEL,
+        "n_docs": N_DOCS,
+        "task_info": {"output_type": output_type},
+    }
+    return ScoreStore.open(results / "scores/m" / task / "block-float32-limit60", meta)
+
+
+SPREAD = 0.01 * np.arange(N_DOCS)  # gold log-likelihoods differ by document, equally in every coalition
+
+
+def _right(count: int) -> np.ndarray:
+    return (np.arange(N_DOCS) < count).astype(float)
+
+
+def _choice_store(results: Path) -> None:
+    """ARC-Easy over 3 blocks: only block.0's removal brings it to chance."""
+    rows = [("111", 50), ("011", 28), ("101", 48), ("110", 49)]
+    frame = pd.DataFrame([{"coalition": c, "doc_acc_norm": _right(k)} for c, k in rows])
+    _store(results, "arc_easy", "multiple_choice", "acc_norm", 0.5).append(frame)
+
+
+def _recall_store(results: Path, with_empty: bool) -> None:
+    """A generative task: removing block.0 or block.2 leaves no right answer (block.2: a removal that
+    multiple choice survives); gold_loglik, -1 nat for the full model, falls by 1, 0.2 and 3 nats, and
+    by 10 without any block."""
+    rows = [("111", 40, 1.0), ("011", 0, 2.0), ("101", 38, 1.2), ("110", 0, 4.0)]
+    rows += [("000", 0, 11.0)] if with_empty else []
+    frame = pd.DataFrame(
+        [
+            {
+                "coalition": c,
+                "doc_metrics": json.dumps(
+                    {"exact_match": _right(k).tolist(), "gold_loglik": (-d - SPREAD).tolist()}
+                ),
+            }
+            for c, k, d in rows
+        ]
+    )
+    _store(results, "triviaqa", "generate_until", "exact_match", 0.0).append(frame)
+
+
+@pytest.mark.parametrize("with_empty", [False, True])
+def test_recall_beside_choice_flags_what_multiple_choice_survives(tmp_path: Path, with_empty: bool) -> None:
+    _choice_store(tmp_path)
+    _recall_store(tmp_path, with_empty)
+    assert store_index(tmp_path)["task"].tolist() == ["arc_easy"]  # multiple choice only by default
+    stores = store_index(tmp_path, choices_only=False)
+    ((title, stem, table),) = recall_against_choice(stores, resamples=50)
+    assert stem == "recall-m-block" and "M | block" in title
+    summary = recall_summary(table).set_index(["task", "value"])
+    assert summary.loc[("triviaqa", "exact_match"), "cornerstones"] == "block.0, block.2"
+    assert summary.loc[("triviaqa", "exact_match"), "multiple_choice_survives"] == "block.2"
+    assert summary.loc[("arc_easy", "acc_norm"), "cornerstones"] == "block.0"
+    gaps = table.set_index(["task", "value", "player"])["gap_left"]
+    assert gaps[("arc_easy", "acc_norm", "block.0")] == pytest.approx((28 / 60 - 0.5) / (50 / 60 - 0.5))
+    # The log-likelihood has no floor until the empty model is scored; then the floor is its value.
+    assert (("triviaqa", "gold_loglik") in summary.index) == with_empty
+    if with_empty:
+        assert summary.loc[("triviaqa", "gold_loglik"), "floor"] == pytest.approx(-11.0 - SPREAD.mean())
+        assert gaps[("triviaqa", "gold_loglik", "block.2")] == pytest.approx(7 / 10)
+        assert summary.loc[("triviaqa", "gold_loglik"), "cornerstones"] == ""  # 90% and 70% of the gap left
+    marks = figures.gap_heatmap(table, title).axes[0].collections[0].get_offsets()
+    last = 1 + with_empty  # rows: exact match, gold_loglik where it has a floor, arc_easy
+    assert sorted(map(tuple, marks)) == [(0, 0), (0, last), (2, 0)]  # (player, row)
