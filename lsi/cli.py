@@ -180,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         signum = _SIGNALS[-1] if _SIGNALS else signal.SIGINT
         print("lsi: interrupted; every coalition scored so far is stored: rerun to resume", file=sys.stderr)
         return 128 + signum
+    except BrokenPipeError:  # the reader left (`lsi scores | head`): the output is theirs to cut, no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # and none at exit's flush
+        return 128 + signal.SIGPIPE
 
 
 def _config(args: argparse.Namespace, names: list[str] | None = None) -> RunConfig:

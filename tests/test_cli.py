@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -163,6 +164,16 @@ def test_console_entry_point_exit_code():
         check=False,
     )
     assert proc.returncode == 2 and "unknown task 'nope'" in proc.stderr
+
+
+def test_a_reader_that_leaves_is_not_an_error():
+    """`lsi models | true`: the reader closes the pipe before lsi writes; no traceback, SIGPIPE's status."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lsi.cli", "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 128 + signal.SIGPIPE and err == ""
 
 
 def test_scores_of_a_store_without_parts_yet(capsys, tmp_path):
