@@ -12,15 +12,8 @@ import pandas as pd
 import pytest
 from synthetic_stores import store_meta
 
-from lsi import figures
-from lsi.report import (
-    cornerstone_statistics,
-    dense_vs_moe,
-    recall_against_choice,
-    recall_summary,
-    shapley_grids,
-    task_order,
-)
+from lsi import figures, report
+from lsi.report import cornerstone_statistics, dense_vs_moe, shapley_grids, task_order
 from lsi.results import store_index
 from lsi.store import ScoreStore
 
@@ -139,9 +132,9 @@ def test_recall_beside_choice_flags_what_multiple_choice_survives(tmp_path: Path
     _recall_store(tmp_path, with_empty)
     assert store_index(tmp_path)["task"].tolist() == ["arc_easy"]  # multiple choice only by default
     stores = store_index(tmp_path, choices_only=False)
-    ((title, stem, table),) = recall_against_choice(stores, resamples=50)
+    ((title, stem, table),) = report.recall_against_choice(stores, resamples=50)
     assert stem == "recall-m-block" and "M | block" in title
-    summary = recall_summary(table).set_index(["task", "value"])
+    summary = report.recall_summary(table).set_index(["task", "value"])
     assert summary.loc[("triviaqa", "exact_match"), "cornerstones"] == "block.0, block.2"
     assert summary.loc[("triviaqa", "exact_match"), "multiple_choice_survives"] == "block.2"
     assert summary.loc[("arc_easy", "acc_norm"), "cornerstones"] == "block.0"
