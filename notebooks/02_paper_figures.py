@@ -300,10 +300,7 @@ for value in ("margin", "score"):
 recall = []
 for title, stem, gaps in recall_against_choice(store_index(results, choices_only=False), resamples):
     show_and_save(figures.gap_heatmap(gaps, title), stem)
-    summary = recall_summary(gaps)
-    summary.insert(0, "granularity", gaps.attrs["granularity"])
-    summary.insert(0, "model", gaps.attrs["model"])
-    recall.append(summary)
+    recall.append(recall_summary(gaps))
 show_table(
     pd.concat(recall) if recall else pd.DataFrame(),
     "recall-cornerstones",
