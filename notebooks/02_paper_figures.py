@@ -65,6 +65,7 @@ from lsi.report import (
     cornerstone_statistics,
     dense_vs_moe,
     recall_against_choice,
+    recall_shapley,
     recall_summary,
     shapley_grids,
     task_order,
@@ -295,12 +296,23 @@ for value in ("margin", "score"):
 # of each). The floor is 0 for exact match and accuracy, chance for multiple choice, and the empty
 # model's value for a log-likelihood (left out until the empty model is scored). The table lists each
 # value's cornerstones, and those whose removal no multiple-choice task counts as a cornerstone.
+# Where the same stores have window estimates, two more tables per model: the five players with the
+# largest Shapley values of each value, and the Spearman correlation between the values' Shapley
+# profiles (do recall, perplexity and multiple choice put the same players first?).
 
 # %%
 recall = []
 for title, stem, gaps in recall_against_choice(store_index(results, choices_only=False), resamples):
     show_and_save(figures.gap_heatmap(gaps, title), stem)
     recall.append(recall_summary(gaps))
+    shapley = recall_shapley(gaps, estimates)
+    if shapley.shape[1] > 1:
+        show_table(
+            pd.DataFrame({value: shapley[value].nlargest(5).index for value in shapley}),
+            f"{stem}-shapley-top5",
+        )
+        spearman = shapley.corr(method="spearman").round(2)
+        show_table(spearman.rename_axis("Spearman").reset_index(), f"{stem}-shapley-spearman")
 show_table(
     pd.concat(recall) if recall else pd.DataFrame(),
     "recall-cornerstones",

@@ -102,6 +102,15 @@ def test_paper_figures_from_committed_results(tmp_path: Path, monkeypatch: pytes
     full_acc = json.loads(frame.loc["1" * 60, "metrics"])["acc"]
     lambada_acc = recall.loc[("smollm2-135m", "sublayer", "lambada_openai", "acc")]
     assert lambada_acc["full"] == pytest.approx(full_acc)
+    spearman = pd.read_csv(out / "recall-smollm2-135m-sublayer-shapley-spearman.csv").set_index("Spearman")
+    window_values = {  # the same 60 players in the same order
+        task: json.loads((RESULTS / "scores/smollm2-135m" / task / "sublayer-bfloat16-limit1000/estimates"
+                          / "window-score-bNone-sNone-all.json").read_text())["values"]
+        for task in ("lambada_openai", "arc_easy")
+    }  # fmt: skip
+    assert spearman.loc["lambada_openai: perplexity", "arc_easy: acc_norm"] == pytest.approx(
+        spearmanr(window_values["lambada_openai"], window_values["arc_easy"]).statistic, abs=0.005
+    )
     for csv in (RESULTS / "estimator_benchmark").glob("*.csv"):
         _png_and_pdf(out, f"estimators-{csv.stem}")
         table = pd.read_csv(out / f"estimators-{csv.stem}.csv")

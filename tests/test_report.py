@@ -149,3 +149,36 @@ def test_recall_beside_choice_flags_what_multiple_choice_survives(tmp_path: Path
     marks = figures.gap_heatmap(table, title).axes[0].collections[0].get_offsets()
     last = 1 + with_empty  # rows: exact match, gold_loglik where it has a floor, arc_easy
     assert sorted(map(tuple, marks)) == [(0, 0), (0, last), (2, 0)]  # (player, row)
+
+
+def test_recall_shapley_takes_each_values_latest_full_game_estimate_of_the_same_store(tmp_path: Path) -> None:
+    _choice_store(tmp_path)
+    _recall_store(tmp_path, with_empty=True)
+    ((_, _, table),) = report.recall_against_choice(store_index(tmp_path, choices_only=False), resamples=50)
+    players = ["block.0", "block.1", "block.2"]
+
+    def estimate(task: str, values: list[float], **fields: object) -> dict:
+        store = tmp_path / "scores/m" / task / "block-float32-limit60"
+        return {"task": task, "store": store, "players": players, "values": values, "estimator": "window",
+                "restricted_to": None, "created": "1", "metric": None} | fields  # fmt: skip
+
+    estimates = pd.DataFrame(
+        [
+            estimate("triviaqa", [0.3, 0.0, 0.1], metric="exact_match"),
+            estimate("triviaqa", [0.5, 0.0, 0.2], metric="exact_match", created="2"),  # the latest
+            estimate("triviaqa", [9.0, 9.0, 9.0], metric="exact_match", estimator="kernelshap", created="3"),
+            estimate(
+                "triviaqa", [9.0, 9.0], metric="exact_match", restricted_to=players[:2], players=players[:2]
+            ),
+            estimate("triviaqa", [4.0, 1.0, 2.0], metric="gold_loglik"),
+            estimate("arc_easy", [0.2, 0.05, 0.01]),  # written before estimates named their metric
+        ]
+    )
+    shapley = report.recall_shapley(table, estimates)
+    columns = ["triviaqa: exact_match", "triviaqa: gold_loglik", "arc_easy: acc_norm"]
+    assert shapley.columns.tolist() == columns
+    assert shapley.index.tolist() == players
+    assert shapley["triviaqa: exact_match"].tolist() == [0.5, 0.0, 0.2]
+    assert shapley["arc_easy: acc_norm"].tolist() == [0.2, 0.05, 0.01]
+    assert report.recall_shapley(table, estimates[estimates["task"] == "arc_easy"]).shape == (3, 1)
+    assert report.recall_shapley(table, pd.DataFrame()).empty
