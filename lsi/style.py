@@ -12,6 +12,7 @@ import seaborn as sns
 
 COLUMN_WIDTH = 3.3  # inches: one column of a two-column (ACL) paper
 PAGE_WIDTH = 6.9  # inches: both columns
+PNG_DPI = 150
 
 # The paper's colours: attention red, FFN blue; MoE FFNs purple, whole blocks grey.
 KIND_COLORS = {"attn": "#d62728", "mlp": "#1f77b4", "moe": "#9467bd", "block": "#555555"}
@@ -24,7 +25,7 @@ def apply() -> None:
     plt.rcParams.update(
         {
             "figure.dpi": 110,
-            "savefig.dpi": 200,
+            "savefig.dpi": 200,  # what rasterised parts of a PDF get; the PNG has its own
             "savefig.bbox": "tight",
             "axes.titlesize": 8,
             "axes.labelsize": 7.5,
@@ -46,12 +47,17 @@ def kind_of(player: str) -> str:
 def save(fig: plt.Figure, folder: Path, stem: str) -> list[Path]:
     """Write the figure as PDF (for papers) and PNG (for READMEs), and close it.
 
-    No creation date is embedded, so redrawing unchanged results leaves the files byte-identical.
+    No creation date is embedded, so redrawing unchanged results leaves the files byte-identical. The
+    PNG is rendered at 150 dpi: sharp on a screen, and about half the bytes of 200 dpi, which
+    matters under the repository's size cap (`tests/test_repo_size.py`).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{stem}.{suffix}" for suffix in ("pdf", "png")]
     for path in paths:
-        fig.savefig(path, metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
+        if path.suffix == ".pdf":
+            fig.savefig(path, metadata={"CreationDate": None})
+        else:
+            fig.savefig(path, dpi=PNG_DPI)
     plt.close(fig)
     return paths
