@@ -132,9 +132,9 @@ def recall_shapley(table: pd.DataFrame, estimates: pd.DataFrame, estimator: str 
     estimate, in the table's order. Its rank correlations say whether recall, perplexity and multiple
     choice put the same players first, beyond single removals (`estimates` is `estimate_index`; an
     estimate without a `metric` field is of its store's default metric)."""
-    columns = {}
     if estimates.empty:
         return pd.DataFrame()
+    columns = {}
     chosen = estimates[(estimates["estimator"] == estimator) & estimates["restricted_to"].isna()]
     for (task, value, store), _ in table.groupby(["task", "value", "store"], sort=False):
         here = chosen[chosen["store"] == store].sort_values("created")
