@@ -19,6 +19,7 @@ from scipy import stats
 from lsi.errors import UserError
 from lsi.estimators.agreement import kendall, spearman, top_k_precision
 from lsi.players import single_removals
+from lsi.results import estimate_value
 from lsi.store import ScoreStore
 from lsi.values import chance_level, document_values
 
@@ -219,11 +220,11 @@ def cornerstone_report(
         table = ablations[s.path] if ablations else ablation_table(ScoreStore.open(s.path), resamples)
         flagged = cornerstones(table, rule)
         players = flagged["player"].tolist()
-        shapley = _values(_latest_estimate(estimates, s.path, estimator, players))
-        window_record = _latest_estimate(estimates, s.path, "window", players)
+        shapley = _values(latest_estimate(estimates, s.path, estimator, s.metric, players))
+        window_record = latest_estimate(estimates, s.path, "window", s.metric, players)
         window = _values(window_record)
         cost = None if window_record is None else window_record["evaluations"]
-        sampled = _values(_latest_estimate(estimates, s.path, sampler, players, budget=cost))  # equal cost
+        sampled = _values(latest_estimate(estimates, s.path, sampler, s.metric, players, cost))  # equal cost
         corner = flagged[flagged["cornerstone"]]
         others = flagged[~flagged["cornerstone"]]
         stats = summary_statistics(flagged, shapley)
@@ -310,25 +311,29 @@ def _label(record: object) -> str:
     return f"{record.estimator} b{int(record.budget)} s{int(record.seed)}"
 
 
-def _latest_estimate(
+def latest_estimate(
     estimates: pd.DataFrame,
     store_path: object,
     estimator: str,
-    players: list[str],
+    metric: str,
+    players: list[str] | None = None,
     budget: int | None = None,
 ) -> pd.Series | None:
-    """The store's latest all-player metric estimate by `estimator` (at `budget` coalitions if given)."""
+    """The store's latest full-game estimate by `estimator` of the score of `metric` (of these `players`
+    and at `budget` coalitions, where given); `estimates` is `lsi.results.estimate_index`."""
     if estimates.empty:
         return None
     match = estimates[
         (estimates["store"] == store_path)
         & (estimates["estimator"] == estimator)
-        & (estimates["value"] == "score")
+        & (estimates["metric"] == metric)
+        & estimates["value"].isin(["score", estimate_value("score", metric)])
         & estimates["restricted_to"].isna()
     ]
     if budget is not None:
         match = match[match["budget"] == budget]
-    match = match[[list(p) == players for p in match["players"]]]
+    if players is not None:
+        match = match[[list(p) == players for p in match["players"]]]
     return None if match.empty else match.sort_values("created").iloc[-1]
 
 

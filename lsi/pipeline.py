@@ -25,8 +25,8 @@ from lsi.errors import UserError
 from lsi.estimators import Estimate, estimate, estimator_options, resolve_budget
 from lsi.layer_game import LayerGame
 from lsi.players import single_removals
-from lsi.results import save_estimate, save_removal_curves
-from lsi.store import ScoreStore, slug
+from lsi.results import estimate_value, save_estimate, save_removal_curves
+from lsi.store import ScoreStore
 from lsi.values import chance_level
 
 if TYPE_CHECKING:
@@ -182,7 +182,7 @@ def shapley(
         "limit": config.limit,
         "dtype": config.dtype.value,
         "granularity": config.granularity.value,
-        "value": config.value.value if config.metric is None else f"score-{slug(config.metric)}",
+        "value": estimate_value(config.value.value, config.metric),
         "metric": config.metric or store.meta["metric"],
         "restricted_to": list(players) or None,
     }

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 
 import pandas as pd
 
-from lsi.analysis import ablation_table, cornerstones
+from lsi.analysis import ablation_table, cornerstones, latest_estimate
 from lsi.store import ScoreStore
 from lsi.values import metrics_of
 
@@ -41,7 +41,6 @@ def shapley_grids(estimates: pd.DataFrame, report: pd.DataFrame) -> Iterator[tup
         latest = latest.set_index("task").loc[task_order(latest["task"])].reset_index()
         cells = latest[[*CONFIGURATION, "task"]].itertuples(index=False, name=None)
         latest["above_chance"] = [bool(verdicts.get(cell, True)) for cell in cells]
-        latest["metric"] = [ScoreStore.open(path).meta["metric"] for path in latest["store"]]
         budget = ", ".join(sorted({str(b) for b in latest["evaluations"]}))
         title = (
             f"Shapley values ({estimator}, {budget} coalitions; value: {value}) | {granularity} | "
@@ -130,21 +129,12 @@ def recall_shapley(table: pd.DataFrame, estimates: pd.DataFrame, estimator: str 
     """The full-game Shapley values by `estimator` of every (task, value) of a `recall_against_choice`
     table, from the same stores: one row per player, one column per (task, value) that has such an
     estimate, in the table's order. Its rank correlations say whether recall, perplexity and multiple
-    choice put the same players first, beyond single removals (`estimates` is `estimate_index`; an
-    estimate without a `metric` field is of its store's default metric)."""
-    if estimates.empty:
-        return pd.DataFrame()
+    choice put the same players first, beyond single removals (`estimates` is `estimate_index`; estimates
+    of a player subset are left out)."""
     columns = {}
-    chosen = estimates[(estimates["estimator"] == estimator) & estimates["restricted_to"].isna()]
     for (task, value, store), _ in table.groupby(["task", "value", "store"], sort=False):
-        here = chosen[chosen["store"] == store].sort_values("created")
-        if here.empty:
-            continue
-        default = ScoreStore.open(store).meta["metric"]
-        metrics = here["metric"].fillna(default) if "metric" in here else pd.Series(default, here.index)
-        found = here[metrics == value]
-        if len(found):
-            latest = found.iloc[-1]
+        latest = latest_estimate(estimates, store, estimator, value)
+        if latest is not None:
             columns[f"{task}: {value}"] = pd.Series(latest["values"], index=latest["players"])
     return pd.DataFrame(columns)
 

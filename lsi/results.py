@@ -15,7 +15,7 @@ import pandas as pd
 from lsi.estimators import Estimate
 from lsi.players import single_removals
 from lsi.provenance import now, versions
-from lsi.store import ScoreStore
+from lsi.store import ScoreStore, slug
 
 
 def store_index(results: Path, choices_only: bool = True) -> pd.DataFrame:
@@ -56,12 +56,22 @@ def store_index(results: Path, choices_only: bool = True) -> pd.DataFrame:
 
 
 def estimate_index(results: Path) -> pd.DataFrame:
-    """One row per estimate under `results`, with the values and intervals as lists."""
+    """One row per estimate under `results`, with the values and intervals as lists. Every row names
+    its `metric`: estimates written before they named it are of their store's default metric."""
     rows = []
     for path in sorted(Path(results).glob("scores/*/*/*/estimates/*.json")):
         record = json.loads(path.read_text())
-        rows.append(record | {"file": path, "store": path.parent.parent})
+        store = path.parent.parent
+        if record.get("metric") is None:
+            record["metric"] = ScoreStore.open(store).meta["metric"]
+        rows.append(record | {"file": path, "store": store})
     return pd.DataFrame(rows)
+
+
+def estimate_value(value: str, metric: str | None) -> str:
+    """The `value` an estimate is filed under: the game's value, or `score-<metric>` for the score of a
+    metric asked for by name (so estimates of two metrics of one store never replace each other)."""
+    return value if metric is None else f"score-{slug(metric)}"
 
 
 def save_estimate(store: ScoreStore, estimate: Estimate, config: dict) -> tuple[Path, dict]:

@@ -14,7 +14,7 @@ from synthetic_stores import store_meta
 
 from lsi import figures, report
 from lsi.report import cornerstone_statistics, dense_vs_moe, shapley_grids, task_order
-from lsi.results import store_index
+from lsi.results import estimate_index, store_index
 from lsi.store import ScoreStore
 
 
@@ -55,7 +55,7 @@ def test_each_grid_takes_the_latest_estimate_of_each_cell(tmp_path: Path) -> Non
     base = {
         "model": "m", "granularity": "block", "dtype": "bfloat16", "limit": 200, "value": "score",
         "restricted_to": None, "store": store, "players": ["block.0"], "ci_low": [None], "ci_high": [None],
-        "evaluations": 3, "created": "1",
+        "evaluations": 3, "created": "1", "metric": "acc_norm",
     }  # fmt: skip
     runs = [
         ("piqa", "window", 0.1),
@@ -157,28 +157,27 @@ def test_recall_shapley_takes_each_values_latest_full_game_estimate_of_the_same_
     ((_, _, table),) = report.recall_against_choice(store_index(tmp_path, choices_only=False), resamples=50)
     players = ["block.0", "block.1", "block.2"]
 
-    def estimate(task: str, values: list[float], **fields: object) -> dict:
-        store = tmp_path / "scores/m" / task / "block-float32-limit60"
-        return {"task": task, "store": store, "players": players, "values": values, "estimator": "window",
-                "restricted_to": None, "created": "1", "metric": None} | fields  # fmt: skip
+    def estimate(name: str, task: str, values: list[float], **fields: object) -> None:
+        folder = tmp_path / "scores/m" / task / "block-float32-limit60/estimates"
+        folder.mkdir(exist_ok=True)
+        record = {"task": task, "players": players, "values": values, "estimator": "window",
+                  "value": "score", "restricted_to": None, "created": "1"} | fields  # fmt: skip
+        (folder / f"{name}.json").write_text(json.dumps(record))
 
-    estimates = pd.DataFrame(
-        [
-            estimate("triviaqa", [0.3, 0.0, 0.1], metric="exact_match"),
-            estimate("triviaqa", [0.5, 0.0, 0.2], metric="exact_match", created="2"),  # the latest
-            estimate("triviaqa", [9.0, 9.0, 9.0], metric="exact_match", estimator="kernelshap", created="3"),
-            estimate(
-                "triviaqa", [9.0, 9.0], metric="exact_match", restricted_to=players[:2], players=players[:2]
-            ),
-            estimate("triviaqa", [4.0, 1.0, 2.0], metric="gold_loglik"),
-            estimate("arc_easy", [0.2, 0.05, 0.01]),  # written before estimates named their metric
-        ]
-    )
+    estimate("a", "triviaqa", [0.3, 0.0, 0.1], metric="exact_match")
+    estimate("b", "triviaqa", [0.5, 0.0, 0.2], metric="exact_match", created="2")  # the latest
+    estimate("c", "triviaqa", [9.0, 9.0, 9.0], metric="exact_match", estimator="kernelshap", created="3")
+    estimate("d", "triviaqa", [9.0, 9.0], restricted_to=players[:2], players=players[:2], created="4")
+    estimate("e", "triviaqa", [8.0, 8.0, 8.0], value="margin", metric="exact_match", created="5")
+    estimate("f", "triviaqa", [4.0, 1.0, 2.0], value="score-gold_loglik", metric="gold_loglik")
+    estimate("g", "arc_easy", [0.2, 0.05, 0.01])  # written before estimates named their metric
+    estimates = estimate_index(tmp_path)
     shapley = report.recall_shapley(table, estimates)
     columns = ["triviaqa: exact_match", "triviaqa: gold_loglik", "arc_easy: acc_norm"]
     assert shapley.columns.tolist() == columns
     assert shapley.index.tolist() == players
     assert shapley["triviaqa: exact_match"].tolist() == [0.5, 0.0, 0.2]
     assert shapley["arc_easy: acc_norm"].tolist() == [0.2, 0.05, 0.01]
+    assert shapley["triviaqa: gold_loglik"].tolist() == [4.0, 1.0, 2.0]
     assert report.recall_shapley(table, estimates[estimates["task"] == "arc_easy"]).shape == (3, 1)
     assert report.recall_shapley(table, pd.DataFrame()).empty

@@ -62,6 +62,7 @@ def test_store_index_and_estimates(tmp_path: Path) -> None:
     found = estimate_index(tmp_path)
     assert len(found) == 1 and found["file"].iloc[0] == path
     assert found["values"].iloc[0] == record["values"] == list(result.values)
+    assert found["metric"].iloc[0] == "acc_norm"  # an estimate that names no metric: the store's default
 
 
 def _flip(frame: pd.DataFrame, coalition: str, docs: slice) -> None:
