@@ -65,11 +65,21 @@ def test_each_grid_takes_the_latest_estimate_of_each_cell(tmp_path: Path) -> Non
     ]
     estimates = pd.DataFrame([base | {"task": t, "estimator": e, "values": [v]} for t, e, v in runs])
     estimates.loc[1, "created"] = "2"  # the second piqa window run is the latest
+    by_name = base | {
+        "task": "piqa",
+        "estimator": "window",
+        "values": [0.5],
+        "value": "score-acc",
+        "metric": "acc",
+    }
+    estimates = pd.concat([estimates, pd.DataFrame([by_name])], ignore_index=True)  # --metric acc
     grids = {stem: (title, latest) for title, stem, latest in shapley_grids(estimates, _report())}
     assert set(grids) == {
         "shapley-block-bfloat16-limit200-window-score",
         "shapley-block-bfloat16-limit200-kernelshap-score",
+        "shapley-block-bfloat16-limit200-window-score-acc",
     }
+    assert grids["shapley-block-bfloat16-limit200-window-score-acc"][1]["metric"].tolist() == ["acc"]
     title, latest = grids["shapley-block-bfloat16-limit200-window-score"]
     assert latest["task"].tolist() == ["boolq", "piqa"]  # the paper's order
     assert np.concatenate(latest["values"].to_numpy()).tolist() == [0.3, 0.2]  # the latest piqa run
