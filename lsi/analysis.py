@@ -28,8 +28,9 @@ from lsi.values import chance_level, document_values
 class CornerstoneRule:
     """A player is a cornerstone when removing it alone leaves less than `max_gap_left` of the gap
     between the full model and chance, and a one-sided paired test over documents says the drop is
-    significant at `alpha` (McNemar's exact test on the documents whose correctness changed). Where the
-    full model is not clearly above chance (one-sided binomial test) there are none: drops are noise."""
+    significant at `alpha` (McNemar's exact test on the documents whose correctness changed; a paired
+    t-test for continuous values such as log-likelihoods). Where the full model is not clearly above
+    chance (one-sided binomial test) there are none: drops are noise."""
 
     max_gap_left: float = 0.25
     alpha: float = 0.05
@@ -37,8 +38,8 @@ class CornerstoneRule:
     def describe(self) -> str:
         return (
             f"removal leaves < {self.max_gap_left:.0%} of the (full - chance) gap and the per-document "
-            f"paired drop is significant (one-sided exact McNemar, p < {self.alpha}); none where the "
-            "full model is not clearly above chance"
+            "paired drop is significant (one-sided exact McNemar, a paired t-test for continuous values, "
+            f"p < {self.alpha}); none where the full model is not clearly above chance"
         )
 
 
@@ -54,7 +55,14 @@ def bootstrap_mean_interval(
 
 
 def paired_drop_pvalue(full: np.ndarray, ablated: np.ndarray) -> float:
-    """One-sided exact McNemar test that removal makes documents wrong more often than right."""
+    """One-sided paired test that removal lowers the per-document value. Right/wrong values: exact
+    McNemar (removal makes documents wrong more often than right). Continuous values (log-likelihoods,
+    -log perplexity) carry no right/wrong, so the mean paired difference is t-tested instead."""
+    if not (np.isin(full, (0, 1)).all() and np.isin(ablated, (0, 1)).all()):
+        diff = np.asarray(full, dtype=float) - np.asarray(ablated, dtype=float)
+        if not np.any(diff != diff[0]):  # constant differences: no spread to test against
+            return 0.0 if diff[0] > 0 else 1.0
+        return float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)
     lost = int(np.sum((full == 1) & (ablated == 0)))
     gained = int(np.sum((full == 0) & (ablated == 1)))
     if lost + gained == 0:

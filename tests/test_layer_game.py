@@ -128,6 +128,17 @@ def test_paired_test():
     assert paired_drop_pvalue(full, swapped) > 0.5
 
 
+def test_paired_test_of_continuous_values():
+    """Log-likelihoods have no right/wrong: a consistent drop is significant, a rise or noise is not."""
+    rng = np.random.default_rng(0)
+    full = rng.normal(-3.0, 1.0, size=200)
+    assert paired_drop_pvalue(full, full - 0.5 + rng.normal(0, 0.2, size=200)) < 1e-6
+    assert paired_drop_pvalue(full, full + 0.5 + rng.normal(0, 0.2, size=200)) > 0.99
+    assert 0.01 < paired_drop_pvalue(full, full + rng.normal(0, 0.2, size=200)) < 0.99
+    assert paired_drop_pvalue(full, full) == 1.0
+    assert paired_drop_pvalue(full, full - 1.0) == 0.0
+
+
 def test_removal_orders():
     orders = removal_orders([0.3, -0.1, 0.2], ["a", "b", "c"], seed=1)
     assert orders["ascending"] == ["b", "c", "a"] and orders["descending"] == ["a", "c", "b"]
