@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from lsi.analysis import bootstrap_mean_interval
 from lsi.errors import UserError
 from lsi.importance import Importance
 from lsi.players import Player, coalition_without
+from lsi.store import write_atomic
 from lsi.values import document_values
 
 ITERATIVE = ("ablation", "bi", "llmdrop")
@@ -73,17 +75,31 @@ def greedy_ablation_steps(
 
 
 def recomputed_steps(
-    scorer, measure: str, k_max: int, sequences: Sequence[np.ndarray], pad_id: int, progress: bool = False
-) -> list[Step]:  # noqa: ANN001
+    scorer,  # noqa: ANN001
+    measure: str,
+    k_max: int,
+    sequences: Sequence[np.ndarray],
+    pad_id: int,
+    progress: bool = False,
+    saved: Path | None = None,
+) -> list[Step]:
     """Each round removes the lowest player by `measure` ("bi" or "llmdrop") recomputed on the model
-    with the players removed so far skipped (one forward pass over the inputs per round)."""
+    with the players removed so far skipped (one forward pass over the inputs per round). Each round's
+    choice is written to `saved` as soon as it is made, and a rerun starts after the last saved round:
+    an interrupted run loses at most the round in progress."""
     from lsi.masking import removal_plan, skip
     from lsi.measures import one_pass_measures
 
     model = scorer.lm.model
-    removed: list[Player] = []
-    steps = []
-    for _ in tqdm(range(k_max), desc=f"{measure}, recomputed after each removal", disable=not progress):
+    removed = _saved_rounds(saved, measure, scorer.players)[:k_max]
+    rounds = tqdm(
+        range(len(removed), k_max),
+        desc=f"{measure}, recomputed after each removal",
+        initial=len(removed),
+        total=k_max,
+        disable=not progress,
+    )
+    for _ in rounds:
         kept_blocks, _ = removal_plan(removed, scorer.lm.identity.n_blocks)
         with skip(model, removed):
             measured = one_pass_measures(model, sequences, pad_id)
@@ -98,8 +114,21 @@ def recomputed_steps(
         if not left:
             raise UserError(f"measure {measure} is not defined for {scorer.players[0].kind} players")
         removed.append(min(left, key=lambda p: values[p.name]))  # ties: the first in player order
-        steps.append(Step(measure, "iterative", tuple(p.name for p in removed)))
-    return steps
+        if saved is not None:
+            record = {"measure": measure, "removed": [p.name for p in removed]}
+            write_atomic(saved, (json.dumps(record) + "\n").encode())
+    return [Step(measure, "iterative", tuple(p.name for p in removed[:k])) for k in range(1, len(removed) + 1)]
+
+
+def _saved_rounds(saved: Path | None, measure: str, players: Sequence[Player]) -> list[Player]:
+    """The players an earlier run of `recomputed_steps` removed, in its order (none without a file)."""
+    if saved is None or not saved.exists():
+        return []
+    record = json.loads(saved.read_text())
+    by_name = {p.name: p for p in players}
+    if record.get("measure") != measure or any(n not in by_name for n in record.get("removed", [])):
+        raise UserError(f"{saved} holds another measure's or model's rounds; delete it to recompute them")
+    return [by_name[n] for n in record["removed"]]
 
 
 def scored_curves(
@@ -177,6 +206,8 @@ def pruning_curves(
         store = open_store(config, lazy)
         imp = importance(config, store, lazy, measures, progress)
         scorer = lazy()
+        folder = store.path / "pruning"
+        folder.mkdir(exist_ok=True)
         n = len(scorer.players)
         k_max = n // 2
         steps = [s for m in measures for s in one_shot_steps(imp, m, k_max)]
@@ -186,15 +217,14 @@ def pruning_curves(
         pad = scorer.lm.tokenizer.pad_token_id or 0
         for measure in (m for m in iterative if m in ("bi", "llmdrop") and m in imp.table):
             if imp.table[measure].notna().any():
-                steps += recomputed_steps(scorer, measure, k_max, sequences, pad, progress)
+                saved = folder / f"iterative-{measure}.json"
+                steps += recomputed_steps(scorer, measure, k_max, sequences, pad, progress, saved)
         ppl = None
         if ppl_task:
             ppl = Scorer(scorer.lm, ppl_task, ppl_limit, config.granularity.value, config.results)
         curves = scored_curves(scorer, steps, ppl, progress)
     finally:
         lazy.close()
-    folder = store.path / "pruning"
-    folder.mkdir(exist_ok=True)
     curves.to_csv(folder / "curves.csv", index=False)
     record = made_from(store.meta) | {
         "granularity": config.granularity.value,

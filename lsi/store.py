@@ -129,7 +129,7 @@ class ScoreStore:
     def save_meta(self) -> None:
         """Write meta.json whole (temp + rename) and compact: its per-document layout makes indentation
         a third of its bytes."""
-        _write_atomic(self.path / "meta.json", json.dumps(self.meta, separators=(",", ":")).encode())
+        write_atomic(self.path / "meta.json", json.dumps(self.meta, separators=(",", ":")).encode())
 
     def parts(self) -> list[Path]:
         return sorted((self.path / "parts").glob("*.parquet"))
@@ -290,7 +290,8 @@ def _short(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _write_atomic(target: Path, data: bytes) -> None:
+def write_atomic(target: Path, data: bytes) -> None:
+    """Write `data` to `target` whole or not at all (see `_written`)."""
     tmp = target.with_suffix(f".{os.getpid()}.tmp")
     with _written(tmp, target):
         tmp.write_bytes(data)

@@ -86,6 +86,25 @@ def test_curves_follow_each_order_and_score_through_the_store(setting):
     assert (top["k"] == 2).all() and top["score"].is_monotonic_decreasing
 
 
+def test_recomputed_rounds_resume_from_their_file(setting, tmp_path):
+    """An interrupted iterative measure keeps its finished rounds: a rerun continues from the file and
+    ends where an uninterrupted run ends; a file of another measure is refused, not silently reused."""
+    _, scorer, _ = setting
+    inputs = lm_eval_inputs(scorer.requests, scorer.max_length)
+    whole = recomputed_steps(scorer, "bi", 3, inputs, 0)
+    saved = tmp_path / "iterative-bi.json"
+    first = recomputed_steps(scorer, "bi", 1, inputs, 0, saved=saved)
+    assert json.loads(saved.read_text()) == {"measure": "bi", "removed": list(whole[0].removed)}
+    assert first == whole[:1]
+    assert recomputed_steps(scorer, "bi", 3, inputs, 0, saved=saved) == whole
+    assert json.loads(saved.read_text())["removed"] == list(whole[-1].removed)
+    saved.write_text(json.dumps({"measure": "bi", "removed": ["block.29"]}))  # a round it would not pick
+    assert recomputed_steps(scorer, "bi", 2, inputs, 0, saved=saved)[0].removed == ("block.29",)
+    saved.write_text(json.dumps({"measure": "llmdrop", "removed": ["attn.3"]}))
+    with pytest.raises(UserError, match="delete it to recompute"):
+        recomputed_steps(scorer, "bi", 2, inputs, 0, saved=saved)
+
+
 def test_bad_measures_are_named():
     with pytest.raises(UserError, match="unknown measure shapely"):
         parse_measures("shapley,shapely")
