@@ -117,7 +117,8 @@ def recomputed_steps(
         if saved is not None:
             record = {"measure": measure, "removed": [p.name for p in removed]}
             write_atomic(saved, (json.dumps(record) + "\n").encode())
-    return [Step(measure, "iterative", tuple(p.name for p in removed[:k])) for k in range(1, len(removed) + 1)]
+    names = tuple(p.name for p in removed)
+    return [Step(measure, "iterative", names[:k]) for k in range(1, len(names) + 1)]
 
 
 def _saved_rounds(saved: Path | None, measure: str, players: Sequence[Player]) -> list[Player]:
