@@ -1,9 +1,10 @@
 """The repository stays small enough for a lent GPU machine to carry it beside a scoring job.
 
-A run carries 64 MiB in all; tracked files under 46 MiB leave room for a job of up to 18 MiB (a
+A run carries 64 MiB in all; tracked files under 47 MiB leave room for a job of up to 17 MiB (a
 GGUF travels in pieces of that size over consecutive calls). The limit was 40 MiB until the
-references of the estimators issue (which that issue allows 10 MiB) were committed, and 44 MiB until
-the pruning curves and the interaction figures were.
+references of the estimators issue (which that issue allows 10 MiB) were committed, 44 MiB until
+the pruning curves and the interaction figures were, and 46 MiB until the sub-layer pruning curves
+(their LAMBADA rows keep every passage's log-likelihood, 3.4 KB per coalition) were.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LIMIT = 46 * 2**20
+LIMIT = 47 * 2**20
 
 
 def test_tracked_files_leave_room_for_a_gpu_job():
