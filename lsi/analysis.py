@@ -54,11 +54,16 @@ def bootstrap_mean_interval(
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
+def right_or_wrong(*values: np.ndarray) -> bool:
+    """Whether per-document values are correctness (all 0 or 1) rather than a continuous value."""
+    return all(np.isin(v, (0, 1)).all() for v in values)
+
+
 def paired_drop_pvalue(full: np.ndarray, ablated: np.ndarray) -> float:
     """One-sided paired test that removal lowers the per-document value. Right/wrong values: exact
     McNemar (removal makes documents wrong more often than right). Continuous values (log-likelihoods,
     -log perplexity) carry no right/wrong, so the mean paired difference is t-tested instead."""
-    if not (np.isin(full, (0, 1)).all() and np.isin(ablated, (0, 1)).all()):
+    if not right_or_wrong(full, ablated):
         diff = np.asarray(full, dtype=float) - np.asarray(ablated, dtype=float)
         if not np.any(diff != diff[0]):  # constant differences: no spread to test against
             return 0.0 if diff[0] > 0 else 1.0
@@ -79,7 +84,7 @@ def above_chance(per_doc: np.ndarray, chance: float | None, alpha: float = 0.05)
     MIN_CORRECT right answers; continuous values: a one-sided t-test against the floor."""
     if chance is None:
         return False
-    if not (np.isin(per_doc, (0, 1)).all() and 0 <= chance <= 1):
+    if not (right_or_wrong(per_doc) and 0 <= chance <= 1):
         return bool(stats.ttest_1samp(per_doc, chance, alternative="greater").pvalue < alpha)
     hits = int(per_doc.sum())
     if chance == 0:

@@ -126,10 +126,11 @@ def _saved_rounds(saved: Path | None, measure: str, players: Sequence[Player]) -
     if saved is None or not saved.exists():
         return []
     record = json.loads(saved.read_text())
+    names = record.get("removed", [])
     by_name = {p.name: p for p in players}
-    if record.get("measure") != measure or any(n not in by_name for n in record.get("removed", [])):
+    if record.get("measure") != measure or any(n not in by_name for n in names):
         raise UserError(f"{saved} holds another measure's or model's rounds; delete it to recompute them")
-    return [by_name[n] for n in record["removed"]]
+    return [by_name[n] for n in names]
 
 
 def scored_curves(
