@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import ticker as mticker
 from matplotlib.patches import Patch
 
 from lsi import style
@@ -263,36 +264,45 @@ def importance_measures(table: pd.DataFrame, correlations: pd.DataFrame, title: 
 
 
 def pruning_curves(curves: pd.DataFrame, chance: float | None, title: str) -> plt.Figure:
-    """Task score (with its 95% interval) and perplexity as players are pruned, a line per measure."""
+    """Task score (with its 95% interval) and perplexity as players are pruned, a line per measure;
+    where the curves carry `parameter_share`, a second row puts them on the share of the players'
+    parameters removed, since sub-layers differ in size."""
     style.apply()
     with_ppl = curves["perplexity"].notna().any()
+    xs = [("k", "players removed")]
+    if "parameter_share" in curves:
+        xs.append(("parameter_share", "share of the players' parameters removed"))
     fig, axes = plt.subplots(
-        1,
+        len(xs),
         2 if with_ppl else 1,
-        figsize=(style.COLUMN_WIDTH * (2 if with_ppl else 1), 2.6),
+        figsize=(style.COLUMN_WIDTH * (2 if with_ppl else 1), 2.6 * len(xs)),
         constrained_layout=True,
+        squeeze=False,
     )
-    axes = np.atleast_1d(axes)
-    for (measure, mode), curve in curves.groupby(["measure", "mode"], sort=False):
-        label = f"{measure}" + (" (iterative)" if mode == "iterative" else "")
-        ls = "--" if mode == "iterative" else "-"
-        (line,) = axes[0].plot(curve["k"], curve["score"], ls=ls, marker=".", ms=3, lw=1, label=label)
-        axes[0].fill_between(
-            curve["k"], curve["ci_low"], curve["ci_high"], color=line.get_color(), alpha=0.12
-        )
-        if with_ppl:
-            axes[1].plot(
-                curve["k"], curve["perplexity"], ls=ls, marker=".", ms=3, lw=1, color=line.get_color()
+    for row, (x, xlabel) in zip(axes, xs, strict=True):
+        for (measure, mode), curve in curves.groupby(["measure", "mode"], sort=False):
+            label = f"{measure}" + (" (iterative)" if mode == "iterative" else "")
+            ls = "--" if mode == "iterative" else "-"
+            (line,) = row[0].plot(curve[x], curve["score"], ls=ls, marker=".", ms=3, lw=1, label=label)
+            row[0].fill_between(
+                curve[x], curve["ci_low"], curve["ci_high"], color=line.get_color(), alpha=0.12
             )
-    if chance is not None:
-        axes[0].axhline(chance, color="0.45", ls=":", lw=0.9, label="chance")
-    axes[0].set_xlabel("players removed")
-    axes[0].set_ylabel("task score")
-    axes[0].legend(fontsize="x-small")
-    if with_ppl:
-        axes[1].set_yscale("log")
-        axes[1].set_xlabel("players removed")
-        axes[1].set_ylabel("perplexity (log scale)")
+            if with_ppl:
+                row[1].plot(
+                    curve[x], curve["perplexity"], ls=ls, marker=".", ms=3, lw=1, color=line.get_color()
+                )
+        if chance is not None:
+            row[0].axhline(chance, color="0.45", ls=":", lw=0.9, label="chance")
+        row[0].set_xlabel(xlabel)
+        row[0].set_ylabel("task score")
+        if with_ppl:
+            row[1].set_yscale("log")
+            row[1].set_xlabel(xlabel)
+            row[1].set_ylabel("perplexity (log scale)")
+        if x == "parameter_share":
+            for axis in row:
+                axis.xaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    axes[0, 0].legend(fontsize="x-small")
     fig.suptitle(title)
     return fig
 

@@ -43,6 +43,25 @@ def list_players(model: nn.Module, granularity: str) -> tuple[Player, ...]:
     return tuple(Player(name, kind, block, i) for i, (name, kind, block) in enumerate(names))
 
 
+def player_parameters(model: nn.Module, players: Iterable[Player]) -> dict[str, int]:
+    """Parameters in each player's modules (a sub-layer: its branch and, in sandwich-norm families, the
+    norm after it), i.e. what a runtime that skips the player need not hold. Players differ in size
+    (an attention branch is a fraction of an FFN), so a pruning curve over players removed compares
+    orders that remove different amounts of the model; this puts them on one scale. A checkpoint from
+    `lsi prune` deletes whole blocks but keeps a removed branch's weights, zeroed."""
+    from lsi.architectures import architecture, get_path
+
+    arch = architecture(model)
+    layers = get_path(model, arch.layers)
+    paths = {"attn": (arch.attn, arch.attn_post), arch.ffn_kind: (*arch.ffn, arch.ffn_post)}
+    sizes = {}
+    for p in players:
+        block = layers[p.block]
+        modules = [block] if p.kind == "block" else [get_path(block, path) for path in paths[p.kind] if path]
+        sizes[p.name] = sum(t.numel() for m in modules if m is not None for t in m.parameters())
+    return sizes
+
+
 def parse_players(names: Iterable[str], players: tuple[Player, ...]) -> tuple[Player, ...]:
     """Look up players by name, with an error that says what exists."""
     by_name = {p.name: p for p in players}

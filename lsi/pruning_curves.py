@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from lsi.analysis import bootstrap_mean_interval
 from lsi.errors import UserError
 from lsi.importance import Importance
-from lsi.players import Player, coalition_without
+from lsi.players import Player, coalition_without, player_parameters
 from lsi.store import write_atomic
 from lsi.values import document_values
 
@@ -173,13 +173,29 @@ def scored_curves(
     return pd.DataFrame(out)
 
 
+def with_parameters(curves: pd.DataFrame, sizes: dict[str, int]) -> pd.DataFrame:
+    """The curves with the parameters each step removes (`lsi.players.player_parameters`), as a count
+    and as a share of all the players' parameters."""
+    removed = curves["removed"].fillna("").map(lambda names: sum(sizes[n] for n in names.split(",") if n))
+    return curves.assign(parameters_removed=removed, parameter_share=removed / sum(sizes.values()))
+
+
 def best_at(curves: pd.DataFrame, n_players: int, share: float = 0.25) -> pd.DataFrame:
     """Each curve's score with `share` of the players removed (rounded), best first."""
     k = max(1, round(share * n_players))
     at = curves[curves["k"] == k].sort_values("score", ascending=False)
-    return at[["measure", "mode", "k", "score", "ci_low", "ci_high", "perplexity", "removed"]].reset_index(
-        drop=True
-    )
+    columns = [
+        "measure",
+        "mode",
+        "k",
+        "parameter_share",
+        "score",
+        "ci_low",
+        "ci_high",
+        "perplexity",
+        "removed",
+    ]
+    return at[[c for c in columns if c in at]].reset_index(drop=True)
 
 
 def pruning_curves(
@@ -224,7 +240,8 @@ def pruning_curves(
         ppl = None
         if ppl_task:
             ppl = Scorer(scorer.lm, ppl_task, ppl_limit, config.granularity.value, config.results)
-        curves = scored_curves(scorer, steps, ppl, progress)
+        sizes = player_parameters(scorer.lm.model, scorer.players)
+        curves = with_parameters(scored_curves(scorer, steps, ppl, progress), sizes)
     finally:
         lazy.close()
     curves.to_csv(folder / "curves.csv", index=False)
@@ -236,6 +253,7 @@ def pruning_curves(
         "iterative": list(iterative),
         "perplexity_task": ppl_task and {"task": ppl_task, "limit": ppl_limit, "store": str(ppl.store.path)},
         "importance": imp.record,
+        "parameters": {"per_player": sizes, "all_players": sum(sizes.values())},
         "best_at_25_percent": best_at(curves, n).to_dict("records"),
         "created": now(),
         "versions": versions(),

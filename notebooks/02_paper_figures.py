@@ -207,7 +207,9 @@ show_table(limit_agreement(stores), "limit-agreement", "no configuration has sto
 # ## 9. From importance to pruning
 # Where `lsi importance` and `lsi pruning-curves` ran on a store (docs/pruning.md): every measure per
 # player with their rank correlations, and the task score and perplexity as players are removed in
-# each measure's order; the table gives each curve's score at 25% of the players removed.
+# each measure's order (by players removed, and by the share of the players' parameters removed, since
+# an attention sub-layer is a fraction of an FFN); the table gives each curve's score at 25% of the
+# players removed.
 
 # %%
 for csv in sorted(results.glob("scores/*/*/*/measures/importance-*[!s].csv")):
@@ -224,16 +226,11 @@ for csv in sorted(results.glob("scores/*/*/*/pruning/curves.csv")):
     curves = pd.read_csv(csv)
     title = f"{store_title(meta, meta['granularity'])} | {meta['dtype']}"
     show_and_save(figures.pruning_curves(curves, chance_level(meta, None), title), f"pruning-{stem}")
-    best = best_at(curves, len(meta["players"]))
-    pruning.append(
-        best.assign(model=meta["model"]["name"], task=meta["task"], granularity=meta["granularity"])
-    )
+    best = best_at(curves, len(meta["players"])).drop(columns="removed")
+    cell = {"model": meta["model"]["name"], "task": meta["task"], "granularity": meta["granularity"]}
+    pruning.append(pd.concat([pd.DataFrame(cell, index=best.index), best], axis=1))
 show_table(
-    pd.concat(pruning)[
-        ["model", "task", "granularity", "measure", "mode", "k", "score", "ci_low", "ci_high", "perplexity"]
-    ]
-    if pruning
-    else pd.DataFrame(),
+    pd.concat(pruning) if pruning else pd.DataFrame(),
     "pruning-at-25-percent",
     "no store has pruning curves yet (`make pruning-curves`)",
 )

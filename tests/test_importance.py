@@ -13,8 +13,15 @@ from lsi.config import RunConfig
 from lsi.errors import UserError
 from lsi.importance import importance, measures_path, parse_measures
 from lsi.measures import lm_eval_inputs, one_pass_measures
-from lsi.players import coalition_without
-from lsi.pruning_curves import best_at, greedy_ablation_steps, one_shot_steps, recomputed_steps, scored_curves
+from lsi.players import coalition_without, player_parameters
+from lsi.pruning_curves import (
+    best_at,
+    greedy_ablation_steps,
+    one_shot_steps,
+    recomputed_steps,
+    scored_curves,
+    with_parameters,
+)
 from lsi.scoring import Scorer
 
 
@@ -84,6 +91,10 @@ def test_curves_follow_each_order_and_score_through_the_store(setting):
     assert set(curves.groupby(["measure", "mode"]).size()) <= {3, 4}  # k = 0 .. 3 (greedy/recomputed: 0 .. 2)
     top = best_at(curves, 8)  # 25% of 8 players = 2 removed
     assert (top["k"] == 2).all() and top["score"].is_monotonic_decreasing
+    sized = with_parameters(curves, player_parameters(scorer.lm.model, scorer.players))
+    np.testing.assert_allclose(sized["parameter_share"], sized["k"] / 30)  # SmolLM2's blocks are alike
+    assert (sized.loc[sized["k"] == 0, "parameters_removed"] == 0).all()
+    assert "parameter_share" in best_at(sized, 8)
 
 
 def test_recomputed_rounds_resume_from_their_file(setting, tmp_path):

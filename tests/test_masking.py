@@ -7,9 +7,9 @@ import pytest
 import torch
 from tiny_models import FAMILIES, N_BLOCKS, tiny_model
 
-from lsi.architectures import UnsupportedModelError, architecture
+from lsi.architectures import UnsupportedModelError, architecture, get_path
 from lsi.masking import pruned_copy, skip, zeroed
-from lsi.players import list_players
+from lsi.players import list_players, player_parameters
 
 IDS = torch.randint(3, 90, (2, 20), generator=torch.Generator().manual_seed(0))
 TOL = 1e-5
@@ -95,6 +95,28 @@ def test_kv_cache_generation_on_reduced_model(family_model, removed_names):
         cached = model.generate(ids, use_cache=True, **kwargs)
         uncached = model.generate(ids, use_cache=False, **kwargs)
     assert torch.equal(cached, uncached)
+
+
+def test_player_sizes_are_what_removal_takes_away(family_model):
+    """A block's count is what deleting it takes from the model; its branches hold all of it but its
+    norms (1-D vectors), so no weight matrix is left uncounted or counted twice."""
+    family, model = family_model
+    blocks = player_parameters(model, list_players(model, "block"))
+    total = sum(t.numel() for t in model.parameters())
+    assert total - sum(t.numel() for t in pruned_copy(model, [1, 2]).parameters()) == (
+        blocks["block.0"] + blocks["block.3"]
+    )
+    branches = player_parameters(model, list_players(model, "sublayer"))
+    arch = architecture(model)
+    counted = tuple(f"{path}." for path in (arch.attn, *arch.ffn, arch.attn_post, arch.ffn_post) if path)
+    for b, block in enumerate(get_path(model, arch.layers)):
+        attn, ffn = branches[f"attn.{b}"], branches[f"{arch.ffn_kind}.{b}"]
+        outside = [t for name, t in block.named_parameters() if not name.startswith(counted)]
+        assert attn > 0 and ffn > 0 and all(t.dim() == 1 for t in outside)
+        assert attn + ffn + sum(t.numel() for t in outside) == blocks[f"block.{b}"]
+    if family == "llama":  # hidden 32, 4 heads of 8, 2 key-value heads, FFN 48: q, k, v, o and gate, up, down
+        assert branches["attn.0"] == 32 * 32 + 2 * 32 * 16 + 32 * 32
+        assert branches["mlp.0"] == 3 * 32 * 48
 
 
 def test_unsupported_architecture_is_named():
