@@ -73,15 +73,20 @@ scale-study: models-1.5b
 	$(BIN)/lsi study studies/scale.yaml --no-figures
 
 # Pruning curves of the measures on the study's 1000-document bfloat16 stores (docs/pruning.md),
-# MODEL:TASK:GRANULARITY cells in turn, skipping finished ones; each resumes from its store.
+# MODEL:TASK:GRANULARITY cells in turn, skipping finished ones; each resumes from its store. PIQA's
+# cells are also scored on the 838 documents after the study's 1000 (studies/tasks/piqa_heldout.yaml).
 PRUNING_CELLS ?= smollm2-135m:arc_easy:block smollm2-135m:arc_easy:sublayer smollm2-135m:piqa:block \
                  smollm2-135m:piqa:sublayer gemma3-270m:arc_easy:sublayer gemma3-270m:piqa:sublayer \
                  qwen2.5-coder-0.5b:arc_easy:sublayer qwen2.5-coder-0.5b:piqa:sublayer
 pruning-curves: setup
 	for cell in $(PRUNING_CELLS); do \
 	  set -- $$(echo $$cell | tr : ' '); \
-	  [ -f results/scores/$$1/$$2/$$3-bfloat16-limit1000/pruning/curves.json ] && continue; \
-	  $(BIN)/lsi pruning-curves --model $$1 --task $$2 --granularity $$3 --limit 1000 || exit $$?; \
+	  extra=; finished='"created"'; \
+	  if [ $$2 = piqa ]; then \
+	    extra="--holdout-task piqa_heldout --include-path studies/tasks"; finished='"holdout_task": {'; \
+	  fi; \
+	  grep -qsF "$$finished" results/scores/$$1/$$2/$$3-bfloat16-limit1000/pruning/curves.json && continue; \
+	  $(BIN)/lsi pruning-curves --model $$1 --task $$2 --granularity $$3 --limit 1000 $$extra || exit $$?; \
 	done
 
 # The recall study (REPORT.md, "Recall and generation"): Gemma-3 on TriviaQA with decoding capped at 32

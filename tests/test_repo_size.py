@@ -1,10 +1,12 @@
 """The repository stays small enough for a lent GPU machine to carry it beside a scoring job.
 
-A run carries 64 MiB in all; tracked files under 47 MiB leave room for a job of up to 17 MiB (a
+A run carries 64 MiB in all; tracked files under 50 MiB leave room for a job of up to 14 MiB (a
 GGUF travels in pieces of that size over consecutive calls). The limit was 40 MiB until the
 references of the estimators issue (which that issue allows 10 MiB) were committed, 44 MiB until
-the pruning curves and the interaction figures were, and 46 MiB until the sub-layer pruning curves
-(their LAMBADA rows keep every passage's log-likelihood, 3.4 KB per coalition) were.
+the pruning curves and the interaction figures were, 46 MiB until the sub-layer pruning curves
+(their LAMBADA rows keep every passage's log-likelihood, 3.4 KB per coalition) were, and 47 MiB
+until the pruning curves of the other two models and the held-out PIQA scores (about 0.9 MB per
+cell, all slimmed already) were. The PNGs are saved losslessly smaller (`lsi.style.save`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LIMIT = 47 * 2**20
+LIMIT = 50 * 2**20
 
 
 def test_tracked_files_leave_room_for_a_gpu_job():
