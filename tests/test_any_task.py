@@ -230,6 +230,7 @@ def test_the_studys_capped_triviaqa_is_stock_triviaqa_but_for_its_cap():
     ]
 
 
+@pytest.mark.slow  # builds PIQA's 1838 documents twice
 def test_the_held_out_piqa_is_stock_piqa_after_the_studys_documents():
     """studies/tasks/piqa_heldout.yaml (out-of-sample pruning curves): lm-eval's piqa without the first
     1000 validation documents, which the study's stores hold; nothing else changed. Its identity names
