@@ -6,7 +6,8 @@ references of the estimators issue (which that issue allows 10 MiB) were committ
 the pruning curves and the interaction figures were, 46 MiB until the sub-layer pruning curves
 (their LAMBADA rows keep every passage's log-likelihood, 3.4 KB per coalition) were, and 47 MiB
 until the pruning curves of the other two models and the held-out PIQA scores (about 0.9 MB per
-cell, all slimmed already) were. The PNGs are saved losslessly smaller (`lsi.style.save`).
+cell, all slimmed already) were. The PNGs are saved losslessly smaller (`lsi.style.save`), and the
+figures' PDFs are not tracked (`make figures` writes them).
 """
 
 from __future__ import annotations
