@@ -202,9 +202,22 @@ def with_parameters(curves: pd.DataFrame, sizes: dict[str, int]) -> pd.DataFrame
 def best_at(curves: pd.DataFrame, n_players: int, share: float = 0.25) -> pd.DataFrame:
     """Each curve's score with `share` of the players removed (rounded), best first."""
     k = max(1, round(share * n_players))
-    at = curves[curves["k"] == k].sort_values("score", ascending=False)
+    return _summary(curves[curves["k"] == k])
+
+
+def _summary(steps: pd.DataFrame) -> pd.DataFrame:
+    """One step per curve, best score first, with the columns a reader compares them by."""
     columns = ["measure", "mode", "k", "parameter_share", "score", "ci_low", "ci_high", *HOLDOUT_COLUMNS]
-    return at[[c for c in [*columns, "perplexity", "removed"] if c in at]].reset_index(drop=True)
+    best = steps.sort_values("score", ascending=False)
+    return best[[c for c in [*columns, "perplexity", "removed"] if c in best]].reset_index(drop=True)
+
+
+def best_within_parameters(curves: pd.DataFrame, share: float = 0.25) -> pd.DataFrame:
+    """Each curve's last step that removes at most `share` of the players' parameters, best first:
+    orders that remove many small players (attention sub-layers) reach the same k with fewer
+    parameters gone, so equal k is not equal pruning."""
+    within = curves[curves["parameter_share"] <= share + 1e-9].sort_values("k")
+    return _summary(within.groupby(["measure", "mode"], sort=False).tail(1))
 
 
 def pruning_curves(

@@ -59,7 +59,7 @@ from lsi.analysis import (
 from lsi.importance import store_title
 from lsi.interactions import by_distance, pairwise_interactions, reference_interactions, walk_tables
 from lsi.layer_game import LayerGame
-from lsi.pruning_curves import best_at
+from lsi.pruning_curves import best_at, best_within_parameters
 from lsi.report import (
     CONFIGURATION,
     cornerstone_statistics,
@@ -208,8 +208,8 @@ show_table(limit_agreement(stores), "limit-agreement", "no configuration has sto
 # Where `lsi importance` and `lsi pruning-curves` ran on a store (docs/pruning.md): every measure per
 # player with their rank correlations, and the task score and perplexity as players are removed in
 # each measure's order (by players removed, and by the share of the players' parameters removed, since
-# an attention sub-layer is a fraction of an FFN); the table gives each curve's score at 25% of the
-# players removed.
+# an attention sub-layer is a fraction of an FFN); the tables give each curve's score at 25% of the
+# players removed, and at its last step within 25% of their parameters.
 
 # %%
 for csv in sorted(results.glob("scores/*/*/*/measures/importance-*[!s].csv")):
@@ -219,21 +219,25 @@ for csv in sorted(results.glob("scores/*/*/*/measures/importance-*[!s].csv")):
     title = f"{store_title(meta, meta['granularity'])} | {meta['dtype']}"
     show_and_save(figures.importance_measures(pd.read_csv(csv), correlations, title), f"importance-{stem}")
     show_table(correlations, f"importance-correlations-{stem}")
-pruning = []
+at_quarter, at_quarter_parameters = [], []
 for csv in sorted(results.glob("scores/*/*/*/pruning/curves.csv")):
     meta = ScoreStore.open(csv.parent.parent).meta
     stem = f"{meta['model']['name']}-{meta['task']}-{csv.parent.parent.name}"
     curves = pd.read_csv(csv)
     title = f"{store_title(meta, meta['granularity'])} | {meta['dtype']}"
     show_and_save(figures.pruning_curves(curves, chance_level(meta, None), title), f"pruning-{stem}")
-    best = best_at(curves, len(meta["players"])).drop(columns="removed")
     cell = {"model": meta["model"]["name"], "task": meta["task"], "granularity": meta["granularity"]}
-    pruning.append(pd.concat([pd.DataFrame(cell, index=best.index), best], axis=1))
-show_table(
-    pd.concat(pruning) if pruning else pd.DataFrame(),
-    "pruning-at-25-percent",
-    "no store has pruning curves yet (`make pruning-curves`)",
-)
+    for best, tables in (
+        (best_at(curves, len(meta["players"])), at_quarter),
+        (best_within_parameters(curves), at_quarter_parameters),
+    ):
+        tables.append(pd.concat([pd.DataFrame(cell, index=best.index), best.drop(columns="removed")], axis=1))
+for tables, name in (
+    (at_quarter, "pruning-at-25-percent"),
+    (at_quarter_parameters, "pruning-at-25-percent-of-parameters"),
+):
+    empty = "no store has pruning curves yet (`make pruning-curves`)"
+    show_table(pd.concat(tables) if tables else pd.DataFrame(), name, empty)
 
 # %% [markdown]
 # ## 10. Pairwise interactions on the enumerated games

@@ -17,6 +17,7 @@ from lsi.measures import lm_eval_inputs, one_pass_measures
 from lsi.players import coalition_without, player_parameters
 from lsi.pruning_curves import (
     best_at,
+    best_within_parameters,
     greedy_ablation_steps,
     one_shot_steps,
     recomputed_steps,
@@ -131,6 +132,32 @@ def test_recomputed_rounds_resume_from_their_file(setting, tmp_path):
     saved.write_text(json.dumps({"measure": "llmdrop", "removed": ["attn.3"]}))
     with pytest.raises(UserError, match="delete it to recompute"):
         recomputed_steps(scorer, "bi", 2, inputs, 0, saved=saved)
+
+
+def test_equal_parameters_compares_the_last_step_within_the_share():
+    """Small players let one order go further before it reaches a share of the parameters: each curve
+    is read at its own last step within the share, not at a common k."""
+    small, large = 1, 3  # two curves over 8 players: one removes small players, the other large ones
+    rows = [
+        {
+            "measure": m,
+            "mode": "one-shot",
+            "k": k,
+            "parameter_share": k * size / 16,
+            "score": 0.9 - k * drop,
+            "ci_low": 0.0,
+            "ci_high": 1.0,
+            "removed": "",
+        }
+        for m, size, drop in (("llmdrop", small, 0.1), ("shapley", large, 0.05))
+        for k in range(5)
+    ]
+    curves = pd.DataFrame(rows)
+    best = best_within_parameters(curves, share=0.25)  # 4 of 16 parameter units
+    assert best["measure"].tolist() == ["shapley", "llmdrop"]
+    assert best.set_index("measure")["k"].to_dict() == {"shapley": 1, "llmdrop": 4}
+    assert (best["parameter_share"] <= 0.25).all() and best["score"].is_monotonic_decreasing
+    assert best_at(curves, 8)["measure"].tolist() == ["shapley", "llmdrop"]  # both at k = 2
 
 
 def test_bad_measures_are_named():

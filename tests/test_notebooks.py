@@ -111,6 +111,11 @@ def test_paper_figures_from_committed_results(tmp_path: Path, monkeypatch: pytes
     assert spearman.loc["lambada_openai: perplexity", "arc_easy: acc_norm"] == pytest.approx(
         spearmanr(window_values["lambada_openai"], window_values["arc_easy"]).statistic, abs=0.005
     )
+    by_parameters = pd.read_csv(out / "pruning-at-25-percent-of-parameters.csv")
+    cells = by_parameters.groupby(["model", "task", "granularity"])
+    assert cells.ngroups == len(list(RESULTS.glob("scores/*/*/*/pruning/curves.csv"))) > 0
+    assert (by_parameters["parameter_share"] <= 0.25 + 1e-9).all()
+    assert cells["score"].apply(lambda s: s.is_monotonic_decreasing).all()
     for csv in (RESULTS / "estimator_benchmark").glob("*.csv"):
         _png_and_pdf(out, f"estimators-{csv.stem}")
         table = pd.read_csv(out / f"estimators-{csv.stem}.csv")
