@@ -403,11 +403,10 @@ def limit_agreement(stores: pd.DataFrame) -> pd.DataFrame:
     lm-eval's limit takes documents in order). Stages scored on different machines (CPU, a lent GPU)
     differ only in computation order, so in bfloat16 a few near-tie documents may flip."""
     key = ["model", "task", "granularity", "dtype"]
+    reach = stores["limit"].astype(float).fillna(np.inf)  # no limit: every document, after any limit
     rows = []
-    for s in stores.itertuples():
-        earlier = stores[
-            (stores[key] == [getattr(s, k) for k in key]).all(axis=1) & (stores["limit"] < s.limit)
-        ]
+    for i, s in enumerate(stores.itertuples()):
+        earlier = stores[(stores[key] == [getattr(s, k) for k in key]).all(axis=1) & (reach < reach.iloc[i])]
         for e in earlier.itertuples():
             rows.append(
                 {k: getattr(s, k) for k in key}

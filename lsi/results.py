@@ -52,7 +52,8 @@ def store_index(results: Path, choices_only: bool = True) -> pd.DataFrame:
                 "path": meta_file.parent,
             }
         )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)  # a store of every document has no limit: integers with gaps stay integers
+    return frame.astype({"limit": "Int64"}) if rows else frame
 
 
 def estimate_index(results: Path) -> pd.DataFrame:

@@ -28,8 +28,8 @@ from lsi.store import ScoreStore
 DEMO = Path(__file__).resolve().parent.parent / "results/scores/smollm2-135m/arc_easy/block-float32-limit50"
 
 
-def _copy(results: Path, dtype: str, limit: int = 50) -> Path:
-    target = results / "scores/smollm2-135m/arc_easy" / f"block-{dtype}-limit{limit}"
+def _copy(results: Path, dtype: str, limit: int | None = 50) -> Path:
+    target = results / "scores/smollm2-135m/arc_easy" / f"block-{dtype}-limit{limit or 'all'}"
     shutil.copytree(DEMO, target)
     meta = json.loads((target / "meta.json").read_text())
     (target / "meta.json").write_text(json.dumps(meta | {"dtype": dtype, "limit": limit}))
@@ -100,6 +100,18 @@ def test_limit_agreement_compares_the_documents_both_stages_hold(tmp_path: Path)
     assert row["coalitions"] == 31 and row["max_flips"] == 2 and row["mean_flips"] == 2 / 31
     full = ScoreStore.open(DEMO).frame().set_index("coalition").at["1" * 30, "doc_acc_norm"]
     assert row["max_score_diff"] == pytest.approx(abs(np.sum(1 - 2 * np.asarray(full)[18:20])) / 20)
+
+
+def test_a_store_of_every_document_comes_after_every_limit(tmp_path: Path) -> None:
+    """A store without a limit (all documents, e.g. a held-out task's) keeps the others' limits integers
+    (they name files: `limit50`, not `limit50.0`) and is the later stage of any limited twin."""
+    _copy(tmp_path, "bfloat16", limit=50)
+    _copy(tmp_path, "bfloat16", limit=None)
+    index = store_index(tmp_path)
+    assert str(index["limit"].dtype) == "Int64"
+    assert sorted(str(v) for v in index["limit"]) == ["50", "<NA>"]
+    table = limit_agreement(index)
+    assert len(table) == 1 and pd.isna(table["limit"].iloc[0]) and table["reference_limit"].iloc[0] == 50
 
 
 def test_write_table(tmp_path: Path) -> None:
