@@ -359,7 +359,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cell = run_cell(_config(args), progress=not args.json)
     if args.json:
-        print(json.dumps(cell.to_json(), default=_none))
+        print(json.dumps(_nulls(cell.to_json()), default=_none))
         return 0
     flagged, meta = cell.ablation, cell.store.meta
     verdict = "above" if flagged.attrs["above_chance"] else "NOT above"
@@ -435,13 +435,15 @@ def cmd_importance(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {
-                    "table": imp.table.to_dict("records"),
-                    "correlations": imp.correlations.to_dict("records"),
-                    "spans": None if imp.spans is None else imp.spans.to_dict("records"),
-                    "record": imp.record,
-                    "files": [str(f) for f in files],
-                },
+                _nulls(
+                    {
+                        "table": imp.table.to_dict("records"),
+                        "correlations": imp.correlations.to_dict("records"),
+                        "spans": None if imp.spans is None else imp.spans.to_dict("records"),
+                        "record": imp.record,
+                        "files": [str(f) for f in files],
+                    }
+                ),
                 default=_none,
             )
         )
@@ -569,6 +571,16 @@ def _print_record(record: dict, as_json: bool) -> None:
 def _none(value: object) -> object:
     """JSON-friendly: NaN and None both become null."""
     return None if value is None or (isinstance(value, float) and value != value) else value
+
+
+def _nulls(value: object) -> object:
+    """`value` with every NaN inside it made null: `json.dumps` writes a float NaN as the bare token
+    NaN, which strict JSON readers (jq, JavaScript) refuse, and never asks `default` about it."""
+    if isinstance(value, dict):
+        return {k: _nulls(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nulls(v) for v in value]
+    return _none(value)
 
 
 COMMANDS = {

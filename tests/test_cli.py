@@ -186,3 +186,20 @@ def test_scores_of_a_store_without_parts_yet(capsys, tmp_path):
     argv = ["scores", "--task", "arc_easy", "--results", str(tmp_path)]
     assert _run(capsys, *argv)[:2] == (0, f"no coalition is stored yet in {path}\n")
     assert _run(capsys, *argv, "--json")[:2] == (0, "[]\n")
+
+
+def test_json_output_is_strict_json():
+    """A NaN (a measure that does not apply to a player, a missing interval) is printed as null: the
+    bare NaN token that json.dumps writes by default is refused by strict readers."""
+    from lsi.cli import _nulls
+
+    record = {"table": [{"shapley_stderr": float("nan"), "bi": 0.5}], "spans": (float("nan"), 1)}
+    text = json.dumps(_nulls(record))
+
+    def refuse(token: str) -> None:
+        raise ValueError(token)
+
+    assert json.loads(text, parse_constant=refuse) == {
+        "table": [{"shapley_stderr": None, "bi": 0.5}],
+        "spans": [None, 1],
+    }
