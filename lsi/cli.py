@@ -289,9 +289,8 @@ def cmd_scores(args: argparse.Namespace) -> int:
     store = ScoreStore.open(_config(args).store_path())
     cols = ["coalition", "n_kept", "acc", "acc_norm", "score", "near_ties"]
     frame = store.frame().reindex(columns=cols)
-    records = [{k: _none(v) for k, v in r.items()} for r in frame.to_dict("records")]
     if args.json:
-        print(json.dumps(records))
+        print(json.dumps(_nulls(frame.to_dict("records"))))
     elif frame.empty:  # a run that has not stored its first part yet
         print(f"no coalition is stored yet in {store.path}")
     else:
@@ -359,7 +358,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cell = run_cell(_config(args), progress=not args.json)
     if args.json:
-        print(json.dumps(_nulls(cell.to_json()), default=_none))
+        print(json.dumps(_nulls(cell.to_json())))
         return 0
     flagged, meta = cell.ablation, cell.store.meta
     verdict = "above" if flagged.attrs["above_chance"] else "NOT above"
@@ -443,8 +442,7 @@ def cmd_importance(args: argparse.Namespace) -> int:
                         "record": imp.record,
                         "files": [str(f) for f in files],
                     }
-                ),
-                default=_none,
+                )
             )
         )
     else:

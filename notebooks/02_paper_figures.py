@@ -219,7 +219,7 @@ for csv in sorted(results.glob("scores/*/*/*/measures/importance-*[!s].csv")):
     title = f"{store_title(meta, meta['granularity'])} | {meta['dtype']}"
     show_and_save(figures.importance_measures(pd.read_csv(csv), correlations, title), f"importance-{stem}")
     show_table(correlations, f"importance-correlations-{stem}")
-at_quarter, at_quarter_parameters = [], []
+pruning = {"pruning-at-25-percent": [], "pruning-at-25-percent-of-parameters": []}
 for csv in sorted(results.glob("scores/*/*/*/pruning/curves.csv")):
     meta = ScoreStore.open(csv.parent.parent).meta
     stem = f"{meta['model']['name']}-{meta['task']}-{csv.parent.parent.name}"
@@ -227,17 +227,15 @@ for csv in sorted(results.glob("scores/*/*/*/pruning/curves.csv")):
     title = f"{store_title(meta, meta['granularity'])} | {meta['dtype']}"
     show_and_save(figures.pruning_curves(curves, chance_level(meta, None), title), f"pruning-{stem}")
     cell = {"model": meta["model"]["name"], "task": meta["task"], "granularity": meta["granularity"]}
-    for best, tables in (
-        (best_at(curves, len(meta["players"])), at_quarter),
-        (best_within_parameters(curves), at_quarter_parameters),
-    ):
-        tables.append(pd.concat([pd.DataFrame(cell, index=best.index), best.drop(columns="removed")], axis=1))
-for tables, name in (
-    (at_quarter, "pruning-at-25-percent"),
-    (at_quarter_parameters, "pruning-at-25-percent-of-parameters"),
-):
-    empty = "no store has pruning curves yet (`make pruning-curves`)"
-    show_table(pd.concat(tables) if tables else pd.DataFrame(), name, empty)
+    bests = best_at(curves, len(meta["players"])), best_within_parameters(curves)
+    for rows, best in zip(pruning.values(), bests, strict=True):
+        rows.append(pd.concat([pd.DataFrame(cell, index=best.index), best.drop(columns="removed")], axis=1))
+for name, rows in pruning.items():
+    show_table(
+        pd.concat(rows) if rows else pd.DataFrame(),
+        name,
+        "no store has pruning curves yet (`make pruning-curves`)",
+    )
 
 # %% [markdown]
 # ## 10. Pairwise interactions on the enumerated games
