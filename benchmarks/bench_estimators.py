@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lsi.analysis import ablation_from_documents, cornerstones, estimator_summary
+from lsi.analysis import estimator_summary, game_cornerstones
 from lsi.estimators import ESTIMATORS, estimate
-from lsi.estimators.agreement import cornerstones_recovered, kendall, spearman, top_k_precision
-from lsi.game import Game, TableGame, all_coalitions, shapley_from_table
+from lsi.estimators.agreement import agreement
+from lsi.game import TableGame, all_coalitions, shapley_from_table
 from lsi.layer_game import LayerGame
 from lsi.provenance import versions
 from lsi.store import ScoreStore
@@ -47,27 +47,6 @@ SAMPLERS = (
     "regression_msr",
     "layer",
 )
-
-
-def cornerstone_set(metric_game: Game) -> set[int]:
-    """The game's cornerstones by the package's rule (`lsi.analysis.cornerstones`, above-chance check
-    included), judged on the task's metric whatever value the estimators see."""
-    n = metric_game.n_players
-    full_docs = metric_game.doc_values(np.ones((1, n), dtype=bool))[0]
-    single_docs = metric_game.doc_values(~np.eye(n, dtype=bool))
-    table = ablation_from_documents(metric_game.names, full_docs, single_docs, metric_game.chance, "score")
-    return set(np.flatnonzero(cornerstones(table)["cornerstone"].to_numpy()).tolist())
-
-
-def metrics(estimated: np.ndarray, truth: np.ndarray, corner: set[int]) -> dict:
-    return {
-        "mse": float(np.mean((estimated - truth) ** 2)),
-        "spearman": spearman(estimated, truth),
-        "kendall": kendall(estimated, truth),
-        "top3_precision": top_k_precision(estimated, truth, 3),
-        "top5_precision": top_k_precision(estimated, truth, 5),
-        "cornerstones_recovered": cornerstones_recovered(estimated, corner),
-    }
 
 
 def budgets(n: int) -> list[int]:
@@ -110,7 +89,7 @@ def run(
                         "evaluations": result.evaluations,
                         "layer_forwards": forwards,
                     }
-                    | metrics(result.values, truth, corner)
+                    | agreement(result.values, truth, corner)
                 )
     # The deterministic ones, once: the paper's window, and exact as the reference (does the exact
     # ranking itself put the ablation cornerstones on top?).
@@ -124,7 +103,7 @@ def run(
                 "evaluations": fixed.evaluations,
                 "layer_forwards": forwards,
             }
-            | metrics(fixed.values, truth, corner)
+            | agreement(fixed.values, truth, corner)
         )
     return pd.DataFrame(rows)
 
@@ -154,7 +133,7 @@ def main() -> None:
         games[kind] = parent.restricted([parent.names.index(p) for p in names])
     game = games[args.value]
     values = game.value(all_coalitions(len(names)))  # every coalition must be in the store
-    corner = cornerstone_set(games["score"])
+    corner = game_cornerstones(games["score"])
     frame = run(values, names, game.chance, corner, args.seeds)
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from scipy import stats
 
 from lsi.errors import UserError
 from lsi.estimators.agreement import kendall, spearman, top_k_precision
+from lsi.game import Game
 from lsi.players import single_removals
 from lsi.results import estimate_value
 from lsi.store import ScoreStore
@@ -168,6 +169,15 @@ def ablation_from_documents(
         n_docs=len(full_docs),
     )
     return table
+
+
+def game_cornerstones(metric_game: Game) -> set[int]:
+    """A game's cornerstones by the package's rule (above-chance check included), from its full and
+    single-removal coalitions; judged on the task's metric, whatever value an estimator sees."""
+    n = metric_game.n_players
+    docs = metric_game.doc_values(np.vstack([np.ones((1, n), dtype=bool), ~np.eye(n, dtype=bool)]))
+    table = ablation_from_documents(metric_game.names, docs[0], docs[1:], metric_game.chance, "score")
+    return set(np.flatnonzero(cornerstones(table)["cornerstone"].to_numpy()).tolist())
 
 
 def cornerstones(table: pd.DataFrame, rule: CornerstoneRule = CornerstoneRule()) -> pd.DataFrame:

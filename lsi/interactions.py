@@ -23,11 +23,11 @@ from scipy.stats import norm
 from shapiq import ExactComputer
 
 from lsi.errors import UserError
-from lsi.estimators.base import Ledger
-from lsi.estimators.permutation import full_pair, removal_walks, sample_pairs
+from lsi.estimators.permutation import removal_walks
 from lsi.estimators.regression import Polynomial, polynomial_design
 from lsi.game import Game
 from lsi.layer_game import LayerGame
+from lsi.references import stored_pairs
 from lsi.store import ScoreStore
 
 INDICES = ("k-SII", "FSII", "STII")
@@ -205,15 +205,6 @@ def walk_interactions(game: Game, orders: Sequence[np.ndarray]) -> FaithfulFit:
     return faithful_interactions(coalitions, values, weights, clusters)
 
 
-def stored_walks(game: Game, runs: Sequence[tuple[int, int]]) -> list[np.ndarray]:
-    """The orders of the permutation estimates run with these (budget, seed): the walks that
-    `benchmarks/reference_walks.py` pooled, regenerated exactly (their coalitions are all stored)."""
-    orders = []
-    for budget, seed in runs:
-        orders.extend(sample_pairs(Ledger(game, budget), budget, seed, None, full_pair)[1])
-    return orders
-
-
 def reference_interactions(
     reference: Path, value: str, root: Path = Path(".")
 ) -> tuple[FaithfulFit, list[str]]:
@@ -222,7 +213,7 @@ def reference_interactions(
     record = json.loads(Path(reference).read_text())
     game = LayerGame(ScoreStore.open(root / record["store"]), value)
     runs = [(run["budget"], run["seed"]) for run in record["runs"]]
-    return walk_interactions(game, stored_walks(game, runs)), list(game.names)
+    return walk_interactions(game, stored_pairs(game, runs)[1]), list(game.names)
 
 
 def significant(z: np.ndarray, rate: float = 0.05) -> np.ndarray:

@@ -13,9 +13,9 @@ Layout of one store (a folder):
   the default encoding, which matters for committed results and for the 64 MiB a lent GPU carries.
 
 A finished store can be slimmed (`ScoreStore.slim`): each row's `loglik` list is replaced by a
-`doc_margin` list (float32, one gold margin per document, `lsi.margins`), the only value read from
-them, and meta.json records it under "slimmed". Rows appended later carry `loglik` again; readers take
-whichever a row has.
+`doc_margin` list (float32, or float16 for a store scored in 16-bit floats; one gold margin per
+document, `lsi.margins`), the only value read from them, and meta.json records it under "slimmed".
+Rows appended later carry `loglik` again; readers take whichever a row has.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ FORMAT = 1
 # A store is slimmed once, when finished: a high zstd level is worth its time there (about 7% smaller
 # than the default level, which appends keep because they run between scoring chunks).
 SLIM_ZSTD_LEVEL = 19
+MARGIN_ENCODINGS = {"float32": np.float32, "float16": np.float16}
 
 
 class NonFiniteWarning(UserWarning):
@@ -245,25 +246,44 @@ class ScoreStore:
             for p in parts:
                 p.unlink()
 
-    def slim(self) -> None:
+    def slim(self, margins: str | None = None) -> None:
         """Keep each coalition's per-document margins instead of its per-request log-likelihoods, in one
         part at a high zstd level: the log-likelihoods are most of a store's bytes, and nothing reads
         them but the margins. Like `compact`, the new part is complete before the old ones go, so an
-        interruption loses nothing (slimming again finishes the job)."""
-        with self.writing():
-            self._slim()
+        interruption loses nothing (slimming again finishes the job).
 
-    def _slim(self) -> None:
+        `margins` is their encoding: "float32", or "float16" (half the bytes) for a store scored in
+        bfloat16 or float16, whose margins already move by more than float16's rounding (at most 2^-11
+        of a value) between two correct orders of the same computation; None keeps the store's
+        recorded encoding (float32 for a store never slimmed)."""
+        recorded = self.meta.get("slimmed", {}).get("doc_margin", "float32")
+        wanted = margins or recorded
+        if wanted not in MARGIN_ENCODINGS:
+            raise UserError(f"unknown margin encoding {wanted!r}: use one of {sorted(MARGIN_ENCODINGS)}")
+        if wanted == "float16" and self.meta["dtype"] not in ("bfloat16", "float16"):
+            raise UserError(
+                f"{self.path} was scored in {self.meta['dtype']}: float16 margins would drop precision its "
+                "scores have; slim it with margins='float32'"
+            )
+        with self.writing():
+            self._slim(wanted, recorded)
+
+    def _slim(self, wanted: str, recorded: str) -> None:
         parts = self.parts()
         frame = self.frame()
         choices = self.meta.get("task_info", {}).get("output_type", "multiple_choice") == "multiple_choice"
-        if not parts or not choices or (len(parts) == 1 and "loglik" not in frame):
+        done = len(parts) == 1 and "loglik" not in frame and wanted == recorded
+        if not parts or not choices or done:
             return  # margins are of choices: other tasks keep their log-likelihoods
-        values = pd.Series(
-            [row_margins(self.meta, row).astype(np.float32) for row in frame.to_dict("records")],
-            index=frame.index,
-            dtype=object,
-        )
+        dtype = MARGIN_ENCODINGS[wanted]
+        values = [row_margins(self.meta, row) for row in frame.to_dict("records")]
+        largest = max((np.abs(v[np.isfinite(v)]).max(initial=0.0) for v in values), default=0.0)
+        if largest > np.finfo(dtype).max:
+            raise UserError(
+                f"a margin of {largest:.4g} in {self.path} is beyond {wanted}'s range: slim it with "
+                "margins='float32'"
+            )
+        values = pd.Series([v.astype(dtype) for v in values], index=frame.index, dtype=object)
         if "doc_margin" in frame:
             frame["doc_margin"] = values
         else:
@@ -271,7 +291,7 @@ class ScoreStore:
         self._write_part(frame.drop(columns="loglik", errors="ignore"), SLIM_ZSTD_LEVEL)
         for p in parts:
             p.unlink()
-        self.meta = self.meta | {"slimmed": {"at": now(), "dropped": ["loglik"], "doc_margin": "float32"}}
+        self.meta = self.meta | {"slimmed": {"at": now(), "dropped": ["loglik"], "doc_margin": wanted}}
         self.save_meta()
 
 

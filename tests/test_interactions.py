@@ -20,12 +20,12 @@ from lsi.interactions import (
     faithful_interactions,
     pairwise_interactions,
     significant,
-    stored_walks,
     walk_design,
     walk_interactions,
     walk_tables,
 )
 from lsi.layer_game import LayerGame
+from lsi.references import stored_pairs
 from lsi.store import ScoreStore
 from lsi.synthetic_games import PairwiseGame
 
@@ -131,7 +131,7 @@ def test_without_importance_weights_walks_converge_elsewhere():
 
 def test_stored_walks_are_the_permutation_estimate_s_and_tables():
     game = early_game()
-    orders = stored_walks(game, [(200, 0), (120, 1)])
+    orders = stored_pairs(game, [(200, 0), (120, 1)])[1]
     assert (
         len(orders)
         == estimate(game, "permutation", 200, 0, bootstrap=0).info["pairs"]

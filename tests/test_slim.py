@@ -16,6 +16,7 @@ import pytest
 from synthetic_stores import store_meta
 
 from lsi import store as store_module
+from lsi.errors import UserError
 from lsi.game import all_coalitions, bit_strings
 from lsi.layer_game import LayerGame, margins
 from lsi.store import IDENTITY_KEYS, ScoreStore
@@ -155,6 +156,44 @@ def test_interrupted_slim_loses_nothing(store, monkeypatch):
     monkeypatch.undo()
     reopened.slim()
     assert "slimmed" in reopened.meta and len(reopened.frame()) == len(before)
+
+
+def test_float16_margins_for_a_store_scored_in_16_bit_floats(store):
+    """Half the margins' bytes, each within float16's rounding of the float32 one; the scores untouched;
+    the encoding recorded and kept when the store is slimmed again."""
+    score, margin = _values(store, "score"), _values(store, "margin")
+    with pytest.raises(UserError, match="scored in float32.*margins='float32'"):
+        store.slim(margins="float16")
+    store.meta["dtype"] = "bfloat16"
+    with pytest.raises(UserError, match="unknown margin encoding 'int8'"):
+        store.slim(margins="int8")
+    store.slim(margins="float16")
+    assert store.meta["slimmed"]["doc_margin"] == "float16"
+    assert all(m.dtype == np.float16 for m in store.frame()["doc_margin"])
+    assert np.array_equal(_values(store, "score"), score)
+    np.testing.assert_allclose(_values(store, "margin"), margin, rtol=2.0**-11)
+    assert not np.array_equal(_values(store, "margin"), margin)  # it did round
+    rng = np.random.default_rng(2)
+    store.append(pd.DataFrame([_row(store.meta, "000", rng)]))
+    ScoreStore.open(store.path).slim()  # the recorded encoding, for the new row too
+    again = ScoreStore.open(store.path)
+    assert again.meta["slimmed"]["doc_margin"] == "float16"
+    assert all(m.dtype == np.float16 for m in again.frame()["doc_margin"])
+    again.slim(margins="float32")  # back: the float16 values, widened
+    widened = ScoreStore.open(store.path).frame()
+    assert all(m.dtype == np.float32 for m in widened["doc_margin"])
+
+
+def test_float16_margins_beyond_its_range_are_refused(store):
+    store.meta["dtype"] = "bfloat16"
+    frame = store.frame()
+    frame.at[0, "loglik"] = np.where(np.arange(len(frame.at[0, "loglik"])) == 0, 1e8, -1e8).astype(np.float32)
+    for part in store.parts():
+        part.unlink()
+    store.append(frame)
+    with pytest.raises(UserError, match="beyond float16's range"):
+        store.slim(margins="float16")
+    assert "slimmed" not in store.meta and "loglik" in store.frame()
 
 
 def test_the_store_path_needs_no_model_libraries():

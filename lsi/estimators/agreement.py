@@ -36,3 +36,16 @@ def cornerstones_recovered(estimated: Sequence[float], cornerstones: set[int]) -
     if not cornerstones:
         return None
     return top_k(estimated, len(cornerstones)) == set(cornerstones)
+
+
+def agreement(estimated: Sequence[float], truth: Sequence[float], cornerstones: set[int]) -> dict:
+    """Every measure of an estimate against the truth (or a reference), as one benchmark row."""
+    estimated, truth = np.asarray(estimated, dtype=float), np.asarray(truth, dtype=float)
+    return {
+        "mse": float(np.mean((estimated - truth) ** 2)),
+        "spearman": spearman(estimated, truth),
+        "kendall": kendall(estimated, truth),
+        "top3_precision": top_k_precision(estimated, truth, 3),
+        "top5_precision": top_k_precision(estimated, truth, 5),
+        "cornerstones_recovered": cornerstones_recovered(estimated, cornerstones),
+    }

@@ -1,0 +1,210 @@
+"""Shapley estimators against a walk reference on a real layer game too large to enumerate.
+
+Three steps, so that the cost is stated before anything is scored and the comparison needs no model:
+
+    python benchmarks/bench_references.py plan REFERENCE.json      # coalitions and hours, per estimator
+    python benchmarks/bench_references.py score REFERENCE.json     # score what the plan lacks (resumable)
+    python benchmarks/bench_references.py evaluate REFERENCE.json  # estimates vs the reference, no model
+
+REFERENCE.json is one of `results/references/` (`benchmarks/reference_walks.py`): its store, value and
+walk runs. Every estimator here chooses its coalitions without seeing values (`planned_coalitions`),
+so the plan is exact. Seeds start at 100: the reference's walks use seeds 0-2, and a permutation
+estimate sharing its walks would agree with it for the wrong reason. `plan` and `evaluate` write to
+a temporary folder unless `--out` names one (`--out results/estimator_benchmark` for the committed
+tables).
+
+Hours are predicted from the store's own CPU rows: seconds = a + b x (share of players kept), fitted by
+least squares, since a coalition that skips layers costs less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lsi.analysis import estimator_summary, game_cornerstones
+from lsi.estimators import ESTIMATORS, estimate, planned_coalitions
+from lsi.estimators.agreement import agreement
+from lsi.game import MissingCoalitionError
+from lsi.layer_game import LayerGame
+from lsi.provenance import now, versions
+from lsi.references import reference
+from lsi.store import ScoreStore
+
+COMPARED = ("window", "kernelshap", "permutation", "svarm", "leverage", "polyshap", "regression_msr", "layer")
+MULTIPLES = (1, 3, 8)
+SEEDS = tuple(range(100, 105))
+
+
+def budgets(n: int) -> list[int]:
+    """n, 3n and 8n, and the window estimator's own cost (the same-cost comparison)."""
+    return sorted({*(k * n for k in MULTIPLES), ESTIMATORS["window"].min_budget(n, {})})
+
+
+def runs(n: int, estimators: tuple[str, ...] = COMPARED) -> list[tuple[str, int | None, int]]:
+    """(estimator, budget, seed) of every estimate: the deterministic window once."""
+    out: list[tuple[str, int | None, int]] = []
+    for name in estimators:
+        if ESTIMATORS[name].deterministic:
+            out.append((name, None, 0))
+            continue
+        out.extend((name, b, s) for b in budgets(n) if b >= ESTIMATORS[name].min_budget(n, {}) for s in SEEDS)
+    return out
+
+
+def seconds_model(store: ScoreStore) -> tuple[float, float]:
+    """(a, b) of seconds = a + b x kept share, from the store's CPU rows."""
+    frame = store.frame()
+    cpu = frame[frame["device"] == "cpu"]
+    if len(cpu) < 20:
+        raise SystemExit(f"{store.path} has {len(cpu)} rows scored on this CPU: too few to predict hours")
+    b, a = np.polyfit(cpu["n_kept"] / len(store.meta["players"]), cpu["seconds"], 1)
+    return float(a), float(b)
+
+
+def load(reference_file: Path) -> tuple[dict, ScoreStore]:
+    record = json.loads(reference_file.read_text())
+    return record, ScoreStore.open(Path(record["store"]))
+
+
+def planned(n: int) -> dict[str, set[str]]:
+    """Each estimator's coalitions over all its budgets and seeds."""
+    coalitions: dict[str, set[str]] = {name: set() for name in COMPARED}
+    for name, budget, seed in runs(n):
+        coalitions[name].update(planned_coalitions(name, n, budget, seed))
+    return coalitions
+
+
+def plan(reference_file: Path, out: Path) -> None:
+    record, store = load(reference_file)
+    n = len(record["players"])
+    stored = set(store.coalitions())
+    a, b = seconds_model(store)
+
+    def hours(coalitions: set[str]) -> float:
+        return (a * len(coalitions) + b * sum(c.count("1") for c in coalitions) / n) / 3600
+
+    every: set[str] = set()
+    rows = []
+    for name, mine in planned(n).items():
+        new = mine - stored - every  # counted once, at the first estimator that asks for it
+        rows.append({"estimator": name, "coalitions": len(mine), "new": len(new), "cpu_hours": hours(new)})
+        every |= mine
+    missing = every - stored
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(
+        f"all: {len(every)} distinct coalitions, {len(missing)} to score, {hours(missing):.1f} h on this CPU"
+    )
+    record_out = {
+        "reference": str(reference_file),
+        "store": record["store"],
+        "players": n,
+        "estimators": list(COMPARED),
+        "budgets": budgets(n),
+        "seeds": list(SEEDS),
+        "per_estimator": rows,
+        "distinct": len(every),
+        "to_score": len(missing),
+        "seconds_per_coalition": {"a": a, "b_per_kept_share": b},
+        "cpu_hours": hours(missing),
+        "versions": versions(),
+        "created": now(),
+    }
+    path = out / f"plan-{reference_file.stem}.json"
+    path.write_text(json.dumps(record_out, indent=1))
+    print(f"written: {path}")
+
+
+def score(reference_file: Path) -> None:
+    from lsi.config import RunConfig
+    from lsi.pipeline import LazyScorer, ensure_scored
+
+    record, store = load(reference_file)
+    meta = store.meta
+    config = RunConfig(
+        model=meta["model"]["name"],
+        task=meta["task"],
+        granularity=meta["granularity"],
+        limit=meta["limit"],
+        dtype=meta["dtype"],
+        results=store.path.parents[3],
+    )
+    if config.store_path().resolve() != store.path.resolve():
+        raise SystemExit(f"the reference's store {store.path} is not where {config} scores")
+    # smallest first: the most coalitions per hour if the run stops early, and each one resumable
+    coalitions = sorted(
+        set().union(*planned(len(record["players"])).values()), key=lambda c: (c.count("1"), c)
+    )
+    scored = ensure_scored(store, coalitions, LazyScorer(config))
+    print(f"scored {len(scored)} of the plan's {len(coalitions)} coalitions into {store.path}")
+
+
+def evaluate(reference_file: Path, out: Path) -> None:
+    record, store = load(reference_file)
+    value = record["value"]
+    parent = LayerGame(store, value)
+    n = parent.n_players
+    ref = reference(parent, [(r["budget"], r["seed"]) for r in record["runs"]])
+    corner = game_cornerstones(LayerGame(store, "score"))
+    rows, skipped = [], []
+    for name, budget, seed in runs(n):
+        game = parent.restricted(list(range(n)))  # a fresh count of evaluations over the same store
+        try:
+            result = estimate(game, name, budget, seed, bootstrap=0)
+        except MissingCoalitionError:
+            skipped.append(f"{name} b{budget} s{seed}")
+            continue
+        used = game.evaluated[: result.evaluations]
+        rows.append(
+            {
+                "estimator": name,
+                "budget": result.evaluations if budget is None else budget,
+                "seed": seed,
+                "evaluations": result.evaluations,
+                "layer_forwards": sum(c.count("1") for c in used),
+            }
+            | agreement(np.asarray(result.values), ref.values, corner)
+        )
+    if skipped:
+        print(f"not yet scored, left out: {len(skipped)} estimates ({', '.join(skipped[:5])}, ...)")
+    frame = pd.DataFrame(rows)
+    summary = estimator_summary(frame)
+    stem = f"large-{reference_file.stem}"
+    frame.to_csv(out / f"{stem}.csv", index=False, float_format="%.6g")
+    split, reliability = ref.split_half()
+    header = (
+        f"{store.meta['model']['title']} | {store.meta['task']} ({store.meta['n_docs']} docs) | "
+        f"{store.meta['dtype']} | value {value} | {n} players | medians over seeds {SEEDS[0]}-{SEEDS[-1]}\n"
+        f"reference: {ref.pairs} antithetic walk pairs ({reference_file}); split-half Spearman {split:.3f}, "
+        f"{reliability:.3f} for all pairs; its own MSE (mean squared standard error) "
+        f"{np.mean(ref.stderr**2):.3g}; cornerstones: {[parent.names[i] for i in sorted(corner)] or 'none'}\n"
+        f"made {now()} with " + ", ".join(f"{k} {v}" for k, v in versions().items())
+    )
+    (out / f"{stem}.md").write_text(f"{header}\n\n{summary.to_markdown(index=False, floatfmt='.4g')}\n")
+    print(header)
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=("plan", "score", "evaluate"))
+    parser.add_argument("reference", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="folder of the plan and tables")
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="lsi-bench-references-"))
+    out.mkdir(parents=True, exist_ok=True)
+    if args.step == "plan":
+        plan(args.reference, out)
+    elif args.step == "score":
+        score(args.reference)
+    else:
+        evaluate(args.reference, out)
+
+
+if __name__ == "__main__":
+    main()

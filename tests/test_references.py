@@ -1,0 +1,94 @@
+"""References from pooled walk pairs: the same values and standard errors as the permutation
+estimates they pool, measures of their own noise that respond to it, and the row an estimate gets
+against one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lsi.analysis import game_cornerstones
+from lsi.estimators import estimate
+from lsi.estimators.agreement import agreement
+from lsi.references import Reference, reference, stored_pairs
+from lsi.synthetic_games import BernoulliDocumentGame, CornerstoneGame, PairwiseGame, UnanimityGame
+
+
+def _noisy_game() -> UnanimityGame:
+    """Order-3 and order-4 terms, which antithetic pairs do not cancel."""
+    return UnanimityGame(12, [(0, 1, 2), (3, 5, 7, 9), (2, 4, 11), (6, 8, 10)], [1.0, 0.8, 0.5, 0.3])
+
+
+def test_pooled_pairs_are_the_estimates_they_pool():
+    game = _noisy_game()
+    runs = [(600, 0), (300, 1)]
+    pooled = reference(game, runs)
+    estimates = [estimate(game, "permutation", b, s, bootstrap=0) for b, s in runs]
+    counts = [e.info["pairs"] for e in estimates]
+    assert pooled.pairs == sum(counts) == len(stored_pairs(game, runs)[1])
+    mean = sum(np.asarray(e.values) * c for e, c in zip(estimates, counts, strict=True)) / sum(counts)
+    np.testing.assert_allclose(pooled.values, mean, atol=1e-12)
+    # the standard error over all pairs, from each run's mean, error and count (within + between)
+    within = sum((c - 1) * c * np.asarray(e.stderr) ** 2 for e, c in zip(estimates, counts, strict=True))
+    between = sum(c * (np.asarray(e.values) - mean) ** 2 for e, c in zip(estimates, counts, strict=True))
+    total = sum(counts)
+    np.testing.assert_allclose(pooled.stderr, np.sqrt((within + between) / (total - 1) / total), rtol=1e-10)
+    assert np.all(pooled.stderr > 0)
+
+
+def test_a_game_of_order_two_is_exact_from_one_pair_and_fully_reliable():
+    rng = np.random.default_rng(3)
+    interactions = np.triu(rng.normal(size=(8, 8)), 1)
+    game = PairwiseGame(rng.normal(size=8), interactions + interactions.T)
+    exact = reference(game, [(200, 0)])
+    np.testing.assert_allclose(exact.values, game.shapley_values(), atol=1e-12)
+    assert np.abs(exact.stderr).max() < 1e-12 and all(exact.criterion_met(5))
+    assert exact.split_half() == pytest.approx((1.0, 1.0))
+
+
+def test_criterion_gaps_and_pairs_needed():
+    marginals = np.array([[5.0, 3.9, 4.0, 1.0], [5.2, 4.1, 4.0, 1.0], [4.8, 3.7, 4.0, 1.0]])
+    ref = Reference.from_marginals(marginals)  # values 5, 3.9, 4, 1; standard errors 0.115, 0.115, 0, 0
+    assert list(ref.top(4)) == [0, 2, 1, 3]
+    np.testing.assert_allclose(ref.neighbour_gaps(4), [1.0, 0.1, 0.1, 2.9])
+    assert ref.criterion_met(4) == [True, True, False, True]
+    needed = ref.pairs_needed(4)
+    se = ref.stderr[ref.top(4)]
+    assert needed[3] == 0 and needed[0] <= ref.pairs  # already met: no more pairs than it has
+    # at the pairs needed, the standard error (falling as 1/sqrt(pairs)) is just within a fifth of the gap
+    assert se[2] * np.sqrt(3 / needed[2]) <= 0.1 / 5 < se[2] * np.sqrt(3 / (needed[2] - 1))
+
+
+def test_split_half_reliability_rises_with_the_pairs():
+    rng = np.random.default_rng(0)
+    truth = np.linspace(0, 1, 30)
+    noise = rng.normal(scale=2.0, size=(400, 30))
+    few, many = Reference.from_marginals(truth + noise[:20]), Reference.from_marginals(truth + noise)
+    raw_few, stepped_few = few.split_half()
+    raw_many, stepped_many = many.split_half()
+    assert stepped_few == pytest.approx(2 * raw_few / (1 + raw_few)) and stepped_few > raw_few
+    assert raw_few < 0.5 < raw_many < stepped_many < 1
+    with pytest.raises(ValueError, match="at least 4 walk pairs"):
+        Reference.from_marginals(noise[:3]).split_half()
+
+
+def test_a_benchmark_row_against_a_reference_and_the_cornerstones_of_a_game():
+    names = [f"block.{i}" for i in range(8)]
+    base = CornerstoneGame(8, cornerstones=(0, 3), chance=0.25, names=names)
+    game = BernoulliDocumentGame(base, n_docs=400, seed=1)
+    corner = game_cornerstones(game)
+    assert corner == {0, 3}
+    truth = np.array([0.3, 0.01, 0.02, 0.25, 0.0, 0.03, 0.01, 0.02])
+    row = agreement(truth, truth, corner)
+    assert row == {
+        "mse": 0.0,
+        "spearman": pytest.approx(1.0),
+        "kendall": pytest.approx(1.0),
+        "top3_precision": 1.0,
+        "top5_precision": 1.0,
+        "cornerstones_recovered": True,
+    }
+    swapped = truth[[1, 0, 2, 3, 4, 5, 6, 7]]  # the first cornerstone demoted
+    worse = agreement(swapped, truth, corner)
+    assert worse["mse"] == pytest.approx(2 * 0.29**2 / 8) and worse["spearman"] < 1
+    assert worse["cornerstones_recovered"] is False and worse["top3_precision"] == pytest.approx(2 / 3)
