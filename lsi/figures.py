@@ -340,6 +340,38 @@ def interaction_heatmap(main: pd.Series, matrix: pd.DataFrame, title: str) -> pl
     return fig
 
 
+def reference_profile(
+    players: Sequence[str],
+    values: Sequence[float],
+    stderr: Sequence[float],
+    estimates: Mapping[str, Sequence[float]],
+    title: str,
+    ylabel: str,
+) -> plt.Figure:
+    """A walk reference's values (bars, with 95% intervals over walk pairs) and other estimates of the
+    same players as markers: where an estimate leaves the reference's intervals, it disagrees."""
+    style.apply()
+    values, stderr = np.asarray(values, dtype=float), np.asarray(stderr, dtype=float)
+    fig, ax = plt.subplots(figsize=(style.PAGE_WIDTH, 2.4), constrained_layout=True)
+    shapley_bars(ax, players, values, values - 1.96 * stderr, values + 1.96 * stderr)
+    markers = iter("o^sDv")
+    for label, estimate in estimates.items():
+        ax.plot(
+            np.arange(len(players)),
+            estimate,
+            next(markers),
+            ms=2.5,
+            mfc="none",
+            mew=0.6,
+            color="k",
+            label=label,
+        )
+    ax.legend(loc="best", fontsize=6, frameon=False)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=7)
+    return fig
+
+
 def gap_heatmap(table: pd.DataFrame, title: str) -> plt.Figure:
     """The share of the (full - floor) gap each single removal leaves, one row per (task, value) and a
     column per player (dark: collapsed); x marks the cornerstones. `table` is a long table with the

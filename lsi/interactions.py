@@ -12,7 +12,6 @@ Games too large to enumerate get order-2 FSII from the permutation walks already
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,7 @@ from lsi.errors import UserError
 from lsi.estimators.permutation import removal_walks
 from lsi.estimators.regression import Polynomial, polynomial_design
 from lsi.game import Game
-from lsi.layer_game import LayerGame
-from lsi.references import stored_pairs
-from lsi.store import ScoreStore
+from lsi.references import reference_game, stored_pairs, walk_runs
 
 INDICES = ("k-SII", "FSII", "STII")
 
@@ -210,10 +207,8 @@ def reference_interactions(
 ) -> tuple[FaithfulFit, list[str]]:
     """FSII of a reference game (`results/references/*.json`: its store and walk runs) for `value`,
     from the store alone (no model)."""
-    record = json.loads(Path(reference).read_text())
-    game = LayerGame(ScoreStore.open(root / record["store"]), value)
-    runs = [(run["budget"], run["seed"]) for run in record["runs"]]
-    return walk_interactions(game, stored_pairs(game, runs)[1]), list(game.names)
+    record, game = reference_game(reference, value, root)
+    return walk_interactions(game, stored_pairs(game, walk_runs(record))[1]), list(game.names)
 
 
 def significant(z: np.ndarray, rate: float = 0.05) -> np.ndarray:

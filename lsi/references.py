@@ -13,15 +13,22 @@ assumed away. Three measures, all from the walk pairs (each pair is an independe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from lsi.estimators.agreement import spearman
+from lsi.analysis import game_cornerstones
+from lsi.estimators import estimate
+from lsi.estimators.agreement import agreement, spearman
 from lsi.estimators.base import Ledger
 from lsi.estimators.permutation import full_pair, sample_pairs, summarise
-from lsi.game import Game
+from lsi.game import Game, MissingCoalitionError
+from lsi.layer_game import LayerGame
+from lsi.store import ScoreStore
 
 TOP = 10
 
@@ -92,3 +99,59 @@ def stored_pairs(game: Game, runs: Sequence[tuple[int, int]]) -> tuple[np.ndarra
 
 def reference(game: Game, runs: Sequence[tuple[int, int]]) -> Reference:
     return Reference.from_marginals(stored_pairs(game, runs)[0])
+
+
+def reference_game(path: Path, value: str | None = None, root: Path = Path(".")) -> tuple[dict, LayerGame]:
+    """A reference file (`results/references/*.json`) and its game (its own value unless told),
+    from the store alone."""
+    record = json.loads(Path(path).read_text())
+    return record, LayerGame(ScoreStore.open(root / record["store"]), value or record["value"])
+
+
+def walk_runs(record: dict) -> list[tuple[int, int]]:
+    return [(run["budget"], run["seed"]) for run in record["runs"]]
+
+
+def load_reference(path: Path, root: Path = Path(".")) -> tuple[dict, LayerGame, Reference]:
+    """A reference file, its game and its walk pairs."""
+    record, game = reference_game(path, root=root)
+    return record, game, reference(game, walk_runs(record))
+
+
+def against_reference(
+    path: Path, candidates: Sequence[tuple[str, int | None, int]], root: Path = Path(".")
+) -> pd.DataFrame:
+    """Each (estimator, budget, seed) whose coalitions are all stored, computed from the store and
+    measured against the reference (`agreement`; cornerstones by the package's rule on accuracy), with
+    the coalitions and layer-forwards it used (a coalition keeping |S| players runs |S|).
+
+    `spearman_corrected` divides the observed Spearman by the square root of the reference's own
+    reliability: the classical correction for a noisy reference, an estimate of the agreement with a
+    reference of unlimited walks (approximate for rank correlations; it can exceed 1)."""
+    record, game, ref = load_reference(path, root)
+    corner = game_cornerstones(LayerGame(game.store, "score"))
+    reliability = ref.split_half()[1]
+    rows = []
+    for name, budget, seed in candidates:
+        trial = game.restricted(list(range(game.n_players)))  # its own count of evaluations
+        try:
+            result = estimate(trial, name, budget, seed, bootstrap=0)
+        except MissingCoalitionError:
+            continue
+        row = agreement(np.asarray(result.values), ref.values, corner)
+        rows.append(
+            {
+                "players": game.n_players,
+                "value": record["value"],
+                "walk_pairs": ref.pairs,
+                "reliability": reliability,
+                "estimator": name,
+                "budget": result.evaluations if budget is None else budget,
+                "seed": seed,
+                "evaluations": result.evaluations,
+                "layer_forwards": sum(c.count("1") for c in trial.evaluated[: result.evaluations]),
+            }
+            | row
+            | {"spearman_corrected": row["spearman"] / np.sqrt(reliability)}
+        )
+    return pd.DataFrame(rows)

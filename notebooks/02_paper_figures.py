@@ -26,10 +26,11 @@
 # 4. the estimator comparison against exact values, and how the study's own estimates agree;
 # 5. the dense-versus-MoE comparison, when an MoE model has results;
 # 6. cumulative removal curves and 7. bfloat16-against-float32 agreement, where those were run;
-# 8.-11. limits, pruning and pair interactions; 12. recall and perplexity against multiple choice.
+# 8.-11. limits, pruning and pair interactions; 12. the window estimate against the walk references;
+# 13. recall and perplexity against multiple choice.
 #
 # Figures never mix limits, dtypes or granularities: each configuration gets its own file, named after it
-# (section 12 sets tasks of different limits and dtypes side by side; each row names its own).
+# (section 13 sets tasks of different limits and dtypes side by side; each row names its own).
 # Figures go to `figures_dir` as PDF and PNG, tables as CSV and Markdown.
 
 # %% tags=["parameters"]
@@ -56,10 +57,12 @@ from lsi.analysis import (
     estimator_summary,
     limit_agreement,
 )
+from lsi.estimators import ESTIMATORS, estimate
 from lsi.importance import store_title
 from lsi.interactions import by_distance, pairwise_interactions, reference_interactions, walk_tables
 from lsi.layer_game import LayerGame
 from lsi.pruning_curves import best_at, best_within_parameters
+from lsi.references import against_reference, load_reference
 from lsi.report import (
     CONFIGURATION,
     cornerstone_statistics,
@@ -288,7 +291,42 @@ for value in ("margin", "score"):
         show_table(table, f"interactions-large-sublayer-{value}-{name}")
 
 # %% [markdown]
-# ## 12. Recall and perplexity against multiple choice
+# ## 12. The window estimate against the walk references (claim 6)
+# Each reference in `results/references/` pools the antithetic permutation walks of a game too large
+# to enumerate (SmolLM2's 30 blocks and 60 sub-layers on 200 ARC-Easy documents, margin and accuracy).
+# The figure sets the paper's window estimate against the reference's values and 95% intervals; the
+# table measures it, and the KernelSHAP runs whose coalitions the store holds, against each reference.
+# `reliability` is the reference's split-half Spearman stepped up to all its walk pairs: how well a
+# second reference of the same size would agree with it. `spearman_corrected` divides the observed
+# Spearman by its square root (an estimate of the agreement with a reference of unlimited walks).
+
+# %%
+agreement_tables = []
+for reference_path in sorted((results / "references").glob("*.json")):
+    record, game, ref = load_reference(reference_path, results.parent)
+    n, value = game.n_players, record["value"]
+    window = estimate(game.restricted(list(range(n))), "window", None, 0, bootstrap=0)
+    title = (
+        f"SmolLM2 | arc_easy (200 docs) | {n} {'sub-layers' if n > 30 else 'blocks'} | {value} | "
+        f"reference: {ref.pairs} walk pairs (reliability {ref.split_half()[1]:.2f})"
+    )
+    profile = {"window (paper)": window.values}
+    figure = figures.reference_profile(
+        game.names, ref.values, ref.stderr, profile, title, f"Shapley ({value})"
+    )
+    show_and_save(figure, f"reference-{reference_path.stem}")
+    kernelshap = [ESTIMATORS["window"].min_budget(n, {}), *[360] * 4]
+    candidates = [("window", None, 0), *(("kernelshap", b, s) for s, b in enumerate(kernelshap))]
+    table = against_reference(reference_path, candidates, results.parent)
+    agreement_tables.append(table.assign(reference=reference_path.stem))
+show_table(
+    pd.concat(agreement_tables) if agreement_tables else pd.DataFrame(),
+    "reference-agreement",
+    "no reference in results/references yet (benchmarks/reference_walks.py)",
+)
+
+# %% [markdown]
+# ## 13. Recall and perplexity against multiple choice
 # Where a model has an ablated store of a task without choices (a generative task such as TriviaQA,
 # or LAMBADA's perplexity): the share of the gap between the full model and the floor that each single
 # removal leaves, for every value the store keeps, beside ARC-Easy and PIQA (the largest ablated store

@@ -4,14 +4,19 @@ against one."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
 from lsi.analysis import game_cornerstones
 from lsi.estimators import estimate
 from lsi.estimators.agreement import agreement
-from lsi.references import Reference, reference, stored_pairs
+from lsi.references import Reference, against_reference, load_reference, reference, stored_pairs
 from lsi.synthetic_games import BernoulliDocumentGame, CornerstoneGame, PairwiseGame, UnanimityGame
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _noisy_game() -> UnanimityGame:
@@ -92,3 +97,20 @@ def test_a_benchmark_row_against_a_reference_and_the_cornerstones_of_a_game():
     worse = agreement(swapped, truth, corner)
     assert worse["mse"] == pytest.approx(2 * 0.29**2 / 8) and worse["spearman"] < 1
     assert worse["cornerstones_recovered"] is False and worse["top3_precision"] == pytest.approx(2 / 3)
+
+
+BLOCK_REFERENCE = ROOT / "results/references/smollm2-arc_easy-block-score.json"
+
+
+def test_a_committed_reference_is_what_its_store_gives_and_measures_the_window():
+    record, game, ref = load_reference(BLOCK_REFERENCE, ROOT)
+    np.testing.assert_allclose(ref.values, record["values"], atol=1e-12)
+    np.testing.assert_allclose(ref.stderr, record["stderr"], atol=1e-12)
+    assert ref.pairs == record["walk_pairs"] and ref.criterion_met() == record["criterion_met"]
+    table = against_reference(BLOCK_REFERENCE, [("window", None, 0), ("kernelshap", 360, 1)], ROOT)
+    assert list(table["estimator"]) == ["window"]  # KernelSHAP's coalitions are not stored: left out
+    window = estimate(game.restricted(list(range(game.n_players))), "window", None, 0, bootstrap=0)
+    row = table.iloc[0]
+    assert row["spearman"] == pytest.approx(spearmanr(window.values, ref.values).statistic)
+    assert row["evaluations"] == window.evaluations == 1 + 30 + 29 + 28
+    assert 0 < row["reliability"] < 1 and row["spearman_corrected"] > row["spearman"]
