@@ -116,6 +116,16 @@ def test_paper_figures_from_committed_results(tmp_path: Path, monkeypatch: pytes
     assert cells.ngroups == len(list(RESULTS.glob("scores/*/*/*/pruning/curves.csv"))) > 0
     assert (by_parameters["parameter_share"] <= 0.25 + 1e-9).all()
     assert cells["score"].apply(lambda s: s.is_monotonic_decreasing).all()
+    references = pd.read_csv(out / "reference-agreement.csv").set_index(["reference", "estimator", "seed"])
+    for path in (RESULTS / "references").glob("*.json"):
+        _png_and_pdf(out, f"reference-{path.stem}")
+        record = json.loads(path.read_text())
+        saved = ROOT / record["store"] / "estimates/window-score-bNone-sNone-all.json"
+        window = json.loads(saved.read_text())
+        row = references.loc[(path.stem, "window", 0)]
+        assert row["walk_pairs"] == record["walk_pairs"] and row["value"] == record["value"]
+        if record["value"] == "score":  # the saved window estimate is of accuracy
+            assert row["spearman"] == pytest.approx(spearmanr(window["values"], record["values"]).statistic)
     for csv in (RESULTS / "estimator_benchmark").glob("*.csv"):
         _png_and_pdf(out, f"estimators-{csv.stem}")
         table = pd.read_csv(out / f"estimators-{csv.stem}.csv")
