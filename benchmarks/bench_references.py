@@ -138,7 +138,7 @@ def score(reference_file: Path) -> None:
         granularity=meta["granularity"],
         limit=meta["limit"],
         dtype=meta["dtype"],
-        results=store.path.parents[3],
+        results_dir=str(store.path.parents[3]),
     )
     if config.store_path().resolve() != store.path.resolve():
         raise SystemExit(f"the reference's store {store.path} is not where {config} scores")
