@@ -142,12 +142,15 @@ def score(reference_file: Path) -> None:
     )
     if config.store_path().resolve() != store.path.resolve():
         raise SystemExit(f"the reference's store {store.path} is not where {config} scores")
-    # smallest first: the most coalitions per hour if the run stops early, and each one resumable
-    coalitions = sorted(
-        set().union(*planned(len(record["players"])).values()), key=lambda c: (c.count("1"), c)
-    )
-    scored = ensure_scored(store, coalitions, LazyScorer(config))
-    print(f"scored {len(scored)} of the plan's {len(coalitions)} coalitions into {store.path}")
+    # one budget at a time, smallest first: a run stopped early leaves whole estimates to evaluate
+    n = game.n_players
+    scorer, total = LazyScorer(config), 0
+    for budget in sorted({b or 0 for _, b, _ in runs(n)}):
+        group = [r for r in runs(n) if (r[1] or 0) == budget]
+        coalitions = list(dict.fromkeys(c for name, b, s in group for c in planned_coalitions(name, n, b, s)))
+        total += len(ensure_scored(store, coalitions, scorer))
+        print(f"budget {budget or 'window'}: every coalition stored ({len(coalitions)})")
+    print(f"scored {total} coalitions into {store.path}")
 
 
 def evaluate(reference_file: Path, out: Path) -> None:
