@@ -156,7 +156,7 @@ def score(reference_file: Path) -> None:
 def evaluate(reference_file: Path, out: Path) -> None:
     record, game, ref = load_reference(reference_file)
     n = game.n_players
-    frame = against_reference(reference_file, runs(n))
+    frame = against_reference(game, ref, runs(n))
     print(
         f"estimates with every coalition stored: {len(frame)} of {len(runs(n))} (the rest are not scored yet)"
     )

@@ -119,16 +119,16 @@ def load_reference(path: Path, root: Path = Path(".")) -> tuple[dict, LayerGame,
 
 
 def against_reference(
-    path: Path, candidates: Sequence[tuple[str, int | None, int]], root: Path = Path(".")
+    game: LayerGame, ref: Reference, candidates: Sequence[tuple[str, int | None, int]]
 ) -> pd.DataFrame:
-    """Each (estimator, budget, seed) whose coalitions are all stored, computed from the store and
-    measured against the reference (`agreement`; cornerstones by the package's rule on accuracy), with
-    the coalitions and layer-forwards it used (a coalition keeping |S| players runs |S|).
+    """Each (estimator, budget, seed) whose coalitions are all stored, computed from the game's store
+    and measured against its reference (`load_reference`; `agreement`, cornerstones by the package's
+    rule on accuracy), with the coalitions and layer-forwards it used (a coalition keeping |S| players
+    runs |S|).
 
     `spearman_corrected` divides the observed Spearman by the square root of the reference's own
     reliability: the classical correction for a noisy reference, an estimate of the agreement with a
     reference of unlimited walks (approximate for rank correlations; it can exceed 1)."""
-    record, game, ref = load_reference(path, root)
     corner = game_cornerstones(LayerGame(game.store, "score"))
     reliability = ref.split_half()[1]
     rows = []
@@ -142,7 +142,7 @@ def against_reference(
         rows.append(
             {
                 "players": game.n_players,
-                "value": record["value"],
+                "value": game.kind,
                 "walk_pairs": ref.pairs,
                 "reliability": reliability,
                 "estimator": name,

@@ -317,7 +317,7 @@ for reference_path in sorted((results / "references").glob("*.json")):
     show_and_save(figure, f"reference-{reference_path.stem}")
     kernelshap = [ESTIMATORS["window"].min_budget(n, {}), *[360] * 4]
     candidates = [("window", None, 0), *(("kernelshap", b, s) for s, b in enumerate(kernelshap))]
-    table = against_reference(reference_path, candidates, results.parent)
+    table = against_reference(game, ref, candidates)
     agreement_tables.append(table.assign(reference=reference_path.stem))
 show_table(
     pd.concat(agreement_tables) if agreement_tables else pd.DataFrame(),

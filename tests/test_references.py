@@ -107,7 +107,7 @@ def test_a_committed_reference_is_what_its_store_gives_and_measures_the_window()
     np.testing.assert_allclose(ref.values, record["values"], atol=1e-12)
     np.testing.assert_allclose(ref.stderr, record["stderr"], atol=1e-12)
     assert ref.pairs == record["walk_pairs"] and ref.criterion_met() == record["criterion_met"]
-    table = against_reference(BLOCK_REFERENCE, [("window", None, 0), ("kernelshap", 360, 1)], ROOT)
+    table = against_reference(game, ref, [("window", None, 0), ("kernelshap", 360, 1)])
     assert list(table["estimator"]) == ["window"]  # KernelSHAP's coalitions are not stored: left out
     window = estimate(game.restricted(list(range(game.n_players))), "window", None, 0, bootstrap=0)
     row = table.iloc[0]
