@@ -106,9 +106,18 @@ def plan(reference_file: Path, out: Path) -> None:
     print(
         f"all: {len(every)} distinct coalitions, {len(missing)} to score, {hours(missing):.1f} h on this CPU"
     )
+    meta = store.meta
     record_out = {
         "reference": str(reference_file),
         "store": record["store"],
+        "model": meta["model"],
+        "weights_sha256": meta["weights_sha256"],
+        "dtype": meta["dtype"],
+        "task": meta["task"],
+        "split": meta["split"],
+        "limit": meta["limit"],
+        "granularity": meta["granularity"],
+        "value": record["value"],
         "players": n,
         "estimators": list(COMPARED),
         "budgets": budgets(n),

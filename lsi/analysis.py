@@ -368,13 +368,15 @@ def estimator_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """An estimator benchmark's rows (one per estimator, budget and seed) as medians over seeds per
     (estimator, budget), with the quartiles of the rank correlations and the MSE (`*_q25`, `*_q75`)
     and the cornerstone recovery rate over the seeds where it is defined. Columns a benchmark did not
-    record (older tables lack `layer_forwards` and `top5_precision`) are left out."""
+    record (older tables lack `layer_forwards` and `top5_precision`; only tables against a walk
+    reference have `spearman_corrected`) are left out."""
     groups = frame.groupby(["estimator", "budget"])
     medians = [
         "evaluations",
         "layer_forwards",
         "mse",
         "spearman",
+        "spearman_corrected",
         "kendall",
         "top3_precision",
         "top5_precision",

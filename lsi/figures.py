@@ -165,28 +165,30 @@ def shapley_grid(estimates: pd.DataFrame, title: str) -> plt.Figure:
 
 
 def estimator_error(frame: pd.DataFrame, title: str) -> plt.Figure:
-    """Error of each sampling estimator against exact values as the budget grows (median and
-    quartiles over seeds), with the paper's `window` estimator as a single point at its fixed cost:
-    against distinct coalitions, and (second row, where the benchmark recorded them) against executed
-    layer-forwards, as a coalition keeping |S| players runs |S| of them.
+    """Error of each sampling estimator against exact values, or against a walk reference where the
+    game is too large to enumerate (`lsi.references.against_reference` rows, which name `walk_pairs`),
+    as the budget grows (median and quartiles over seeds), with the paper's `window` estimator as a
+    single point at its fixed cost: against distinct coalitions, and (second row, where the benchmark
+    recorded them) against executed layer-forwards, as a coalition keeping |S| players runs |S| of them.
 
-    Budgets that enumerate every coalition are left out: there most estimators are exact to rounding,
-    which would stretch the log axis over thirty decades.
+    Budgets that enumerate every coalition (the `exact` row's) are left out: there most estimators are
+    exact to rounding, which would stretch the log axis over thirty decades.
     """
     style.apply()
     costs = [("evaluations", "distinct coalitions evaluated")]
     if "layer_forwards" in frame:
         costs.append(("layer_forwards", "layer-forwards executed"))
+    truth = "reference" if "walk_pairs" in frame else "exact"
     panels = [
-        ("mse", "MSE vs exact"),
-        ("spearman", "Spearman vs exact"),
+        ("mse", f"MSE vs {truth}"),
+        ("spearman", f"Spearman vs {truth}"),
         ("top3_precision", "top-3 precision"),
     ]
     fig, axes = plt.subplots(
         len(costs), 3, figsize=(style.PAGE_WIDTH, 2.5 * len(costs)), layout="constrained", squeeze=False
     )
-    full_budget = frame["budget"].max()
-    samplers = frame[~frame.estimator.isin(["window", "exact"]) & (frame.budget < full_budget)]
+    full_budget = frame.loc[frame.estimator == "exact", "budget"].min()  # NaN (keep all) if none
+    samplers = frame[~frame.estimator.isin(["window", "exact"]) & ~(frame.budget >= full_budget)]
     palette = dict(zip(sorted(samplers.estimator.unique()), plt.cm.tab20.colors, strict=False))
     for row, (cost, xlabel) in zip(axes, costs, strict=True):
         for ax, (metric, label) in zip(row, panels, strict=True):
@@ -394,4 +396,29 @@ def gap_heatmap(table: pd.DataFrame, title: str) -> plt.Figure:
     ax.grid(False)
     fig.colorbar(image, ax=ax, label="gap left (clipped to 0-1)", shrink=0.9)
     fig.suptitle(title)
+    return fig
+
+
+def depth_profiles(
+    profiles: Mapping[str, pd.DataFrame], title: str, cornerstones: Mapping[str, Sequence[str]] | None = None
+) -> plt.Figure:
+    """Shapley profiles of models of different depths on one axis: each `lsi.scale.depth_profile` as a
+    multiple of an even share against relative depth, a panel per kind, cornerstones ringed."""
+    style.apply()
+    kinds = list(dict.fromkeys(k for p in profiles.values() for k in p["kind"]))
+    fig, axes = plt.subplots(
+        1, len(kinds), figsize=(style.PAGE_WIDTH, 2.3), sharey=True, layout="constrained", squeeze=False
+    )
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        for label, profile in profiles.items():
+            rows = profile[profile["kind"] == kind].sort_values("depth")
+            (line,) = ax.plot(rows["depth"], rows["share"], marker=".", ms=3, lw=1, label=label)
+            ringed = rows[rows["player"].isin((cornerstones or {}).get(label, ()))]
+            ax.plot(ringed["depth"], ringed["share"], "o", ms=7, mfc="none", color=line.get_color())
+        ax.axhline(1, color="0.6", lw=0.6, ls=":")
+        ax.set_xlabel("relative depth (block + 0.5) / blocks")
+        ax.set_title(kind)
+    axes[0, 0].set_ylabel("Shapley value / even share")
+    axes[0, 0].legend(fontsize=6, frameon=False)
+    fig.suptitle(title, fontsize=8)
     return fig

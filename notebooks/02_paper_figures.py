@@ -27,7 +27,7 @@
 # 5. the dense-versus-MoE comparison, when an MoE model has results;
 # 6. cumulative removal curves and 7. bfloat16-against-float32 agreement, where those were run;
 # 8.-11. limits, pruning and pair interactions; 12. the window estimate against the walk references;
-# 13. recall and perplexity against multiple choice.
+# 13. recall and perplexity against multiple choice; 14. one family at two sizes.
 #
 # Figures never mix limits, dtypes or granularities: each configuration gets its own file, named after it
 # (section 13 sets tasks of different limits and dtypes side by side; each row names its own).
@@ -55,6 +55,7 @@ from lsi.analysis import (
     dtype_agreement,
     estimate_agreement,
     estimator_summary,
+    latest_estimate,
     limit_agreement,
 )
 from lsi.estimators import ESTIMATORS, estimate
@@ -74,6 +75,7 @@ from lsi.report import (
     task_order,
 )
 from lsi.results import estimate_index, store_index, write_table
+from lsi.scale import depth_correlation, depth_profile, family_pairs
 from lsi.store import ScoreStore
 from lsi.values import chance_level
 
@@ -146,8 +148,10 @@ show_table(report, "cornerstones")
 show_table(cornerstone_statistics(report), "cornerstone-statistics")
 
 # %% [markdown]
-# ## 4. Estimators against exact values
-# From `benchmarks/bench_estimators.py` runs on fully enumerated real games.
+# ## 4. Estimators against exact values and against walk references
+# From `benchmarks/bench_estimators.py` runs on fully enumerated real games, and (tables `large-*`)
+# from `benchmarks/bench_references.py` runs on games too large to enumerate, measured against the
+# walk references of section 12; there `spearman_corrected` allows for the reference's own noise.
 
 # %%
 for csv in sorted((results / "estimator_benchmark").glob("*.csv")):
@@ -354,6 +358,54 @@ show_table(
     pd.concat(recall) if recall else pd.DataFrame(),
     "recall-cornerstones",
     "no ablated store of a task without choices yet (`make recall`)",
+)
+
+# %% [markdown]
+# ## 14. One family at two sizes
+# Where two models of one family (Qwen2.5-Coder 0.5B and 1.5B) have stores of the same task and
+# configuration, each with a `shapley_estimator` estimate: on how many tasks each is clearly above
+# chance; the cornerstones and their relative depth, (block + 0.5) / blocks; how much of the positive
+# Shapley mass they hold and how little the other removals cost (does importance concentrate with
+# scale?); and the correlation of the two profiles along relative depth, the shallower model's
+# interpolated onto the deeper one's depths, per kind, with a permutation p-value.
+
+# %%
+above = report.groupby(["model", *CONFIGURATION[1:]], dropna=False)["above_chance"]
+above = above.agg(above_chance="sum", tasks="size").reset_index()
+rows = report.set_index(["model", "task", "granularity", "dtype", "limit"])
+scale_rows, scale_correlations = [], []
+for pair in family_pairs(stores):
+    records = [latest_estimate(estimates, s["path"], shapley_estimator, s["metric"]) for s in pair]
+    if any(r is None for r in records):
+        continue
+    models = [s["model"] for s in pair]
+    profiles = {m: depth_profile(r["players"], r["values"]) for m, r in zip(models, records, strict=True)}
+    corner = {}
+    for s in pair:
+        row = rows.loc[tuple(s[k] for k in rows.index.names)]
+        corner[s["model"]] = [c for c in row["cornerstones"].split(", ") if c]
+        depth = profiles[s["model"]].set_index("player")["depth"]
+        scale_rows.append(
+            {k: s[k] for k in ("model", "task", "limit")}
+            | {"above_chance": row["above_chance"]}
+            | {"cornerstones": ", ".join(f"{c} ({depth[c]:.2f})" for c in corner[s["model"]])}
+            | {
+                k: row[k]
+                for k in ("positive_mass_share_cornerstone", "mean_drop_cornerstone", "mean_drop_other")
+            }
+        )
+    small = pair[0]
+    config = f"{small['task']}-{small['granularity']}-{small['dtype']}-limit{small['limit']}"
+    title = f"{small['title']} and {pair[1]['title']} | {config.replace('-', ' | ')}"
+    show_and_save(figures.depth_profiles(profiles, title, corner), f"scale-{small['family']}-{config}")
+    table = depth_correlation(*profiles.values())
+    scale_correlations.append(table.assign(small=models[0], large=models[1], task=small["task"]))
+show_table(above, "scale-above-chance")
+show_table(pd.DataFrame(scale_rows), "scale-cornerstones", "no family has two sizes with estimates yet")
+show_table(
+    pd.concat(scale_correlations) if scale_correlations else pd.DataFrame(),
+    "scale-depth-correlation",
+    "no family has two sizes with estimates yet",
 )
 
 # %%

@@ -4,6 +4,7 @@ run end to end under papermill; the figures are written and the tables match the
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import jupytext
@@ -191,6 +192,41 @@ def test_optional_sections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     table = pd.read_csv(out / "dense-vs-moe.csv")
     assert sorted(table["moe"]) == [False, True]
     assert table["max_drop"].nunique() == 1  # the same scores under two labels
+
+
+@pytest.mark.slow
+def test_one_family_at_two_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Section 14 pairs two depths of one family. The committed family pair (Qwen2.5-Coder 0.5B and
+    1.5B) may not have results yet, so Qwen 0.5B's store is relabelled into SmolLM2's family: 24 blocks
+    beside 30, each with its window estimate. This checks the pairing and the depth arithmetic, not a
+    finding."""
+    results = tmp_path / "results"
+    config = "arc_easy/sublayer-bfloat16-limit200"
+    for model in ("smollm2-135m", "qwen2.5-coder-0.5b"):
+        shutil.copytree(RESULTS / "scores" / model / config, results / "scores" / model / config)
+    meta_file = results / "scores/qwen2.5-coder-0.5b" / config / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["model"]["family"] = "llama"
+    meta_file.write_text(json.dumps(meta))
+    out = _paper_figures(results, tmp_path, resamples=50, monkeypatch=monkeypatch)
+    _png_and_pdf(out, "scale-llama-arc_easy-sublayer-bfloat16-limit200")
+    table = pd.read_csv(out / "scale-depth-correlation.csv").set_index("kind")
+    assert set(table["small"]) == {"qwen2.5-coder-0.5b"} and set(table["large"]) == {"smollm2-135m"}
+    values = {
+        model: np.array(json.loads((results / "scores" / model / config / "estimates"
+                                    / "window-score-bNone-sNone-all.json").read_text())["values"])
+        for model in ("smollm2-135m", "qwen2.5-coder-0.5b")
+    }  # fmt: skip
+    for offset, kind in enumerate(("attn", "mlp")):  # players alternate attn.b, mlp.b
+        small, large = values["qwen2.5-coder-0.5b"][offset::2], values["smollm2-135m"][offset::2]
+        interpolated = np.interp((np.arange(30) + 0.5) / 30, (np.arange(24) + 0.5) / 24, small)
+        assert table.loc[kind, "spearman"] == pytest.approx(spearmanr(interpolated, large).statistic)
+        assert table.loc[kind, "players_small"] == 24 and table.loc[kind, "players_large"] == 30
+    rows = pd.read_csv(out / "scale-cornerstones.csv").set_index("model")
+    assert list(rows.index) == ["qwen2.5-coder-0.5b", "smollm2-135m"]
+    assert not rows.loc["qwen2.5-coder-0.5b", "above_chance"]  # 200 documents: no cornerstones claimed
+    assert pd.isna(rows.loc["qwen2.5-coder-0.5b", "cornerstones"])
+    assert {"mlp.0 (0.02)", "attn.1 (0.05)"} <= set(rows.loc["smollm2-135m", "cornerstones"].split(", "))
 
 
 @pytest.mark.slow

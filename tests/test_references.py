@@ -7,9 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
+from lsi import figures
 from lsi.analysis import game_cornerstones
 from lsi.estimators import estimate
 from lsi.estimators.agreement import agreement
@@ -114,3 +116,23 @@ def test_a_committed_reference_is_what_its_store_gives_and_measures_the_window()
     assert row["spearman"] == pytest.approx(spearmanr(window.values, ref.values).statistic)
     assert row["evaluations"] == window.evaluations == 1 + 30 + 29 + 28
     assert 0 < row["reliability"] < 1 and row["spearman_corrected"] > row["spearman"]
+
+
+def test_the_estimator_figure_keeps_every_budget_short_of_enumeration():
+    """Against a reference every budget is drawn (the largest, 8n, is far from 2^n); against exact
+    values the enumerating budget, where every estimator is exact to rounding, is left out."""
+    rows = [
+        {"estimator": "kernelshap", "budget": b, "seed": s, "evaluations": b, "mse": 1 / b, "spearman": 0.5}
+        | {"top3_precision": 1.0}
+        for b in (8, 24, 64)
+        for s in (0, 1)
+    ]
+    window = {"estimator": "window", "budget": 22, "seed": 0, "evaluations": 22, "mse": 0.1, "spearman": 0.9}
+    large = pd.DataFrame([*rows, window | {"top3_precision": 1.0}]).assign(walk_pairs=100)
+    fig = figures.estimator_error(large, "large")
+    line = fig.axes[0].lines[0]
+    assert list(line.get_xdata()) == [8, 24, 64] and fig.axes[0].get_title() == "MSE vs reference"
+    exact = {"estimator": "exact", "budget": 64, "seed": 0, "evaluations": 64, "mse": 0.0, "spearman": 1.0}
+    small = pd.DataFrame([*rows, window | {"top3_precision": 1.0}, exact | {"top3_precision": 1.0}])
+    fig = figures.estimator_error(small, "enumerated")
+    assert list(fig.axes[0].lines[0].get_xdata()) == [8, 24] and fig.axes[0].get_title() == "MSE vs exact"

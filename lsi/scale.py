@@ -1,0 +1,76 @@
+"""Two models of one family side by side along relative depth: does the Shapley profile keep its shape
+as the model grows? Blocks differ in number, so players are placed at (block + 0.5) / blocks and the
+smaller model's profile is interpolated onto the larger one's depths, kind by kind (attention, FFN)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+
+def relative_depths(players: Sequence[str]) -> pd.DataFrame:
+    """One row per player (`attn.3`, `mlp.3`, `block.3`...): its kind, block and relative depth."""
+    kinds, blocks = zip(*(name.split(".") for name in players), strict=True)
+    frame = pd.DataFrame({"player": list(players), "kind": kinds, "block": [int(b) for b in blocks]})
+    frame["depth"] = (frame["block"] + 0.5) / (frame["block"].max() + 1)
+    return frame
+
+
+def depth_profile(players: Sequence[str], values: Sequence[float]) -> pd.DataFrame:
+    """`relative_depths` with each player's value, and that value as a multiple of an even share of the
+    total (`share`), which puts models with different numbers of players on one scale."""
+    frame = relative_depths(players).assign(value=np.asarray(values, dtype=float))
+    frame["share"] = frame["value"] * len(frame) / frame["value"].sum()
+    return frame
+
+
+def depth_correlation(
+    small: pd.DataFrame, large: pd.DataFrame, permutations: int = 10_000, seed: int = 0
+) -> pd.DataFrame:
+    """Per kind both `depth_profile`s have: the Spearman correlation of the larger model's values with
+    the smaller's interpolated onto its depths, and a two-sided permutation p-value (the larger model's
+    values shuffled across its players of that kind; (hits + 1) / (permutations + 1)).
+
+    Neighbouring layers' values are correlated, so the shuffles, which break that, make the p-value
+    somewhat optimistic; it answers "is there any shared shape", not "how much"."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for kind in [k for k in dict.fromkeys(large["kind"]) if k in set(small["kind"])]:
+        s = small[small["kind"] == kind].sort_values("depth")
+        target = large[large["kind"] == kind].sort_values("depth")
+        interpolated = np.interp(target["depth"], s["depth"], s["value"])
+        observed = spearmanr(interpolated, target["value"]).statistic
+        shuffled = np.array(
+            [spearmanr(interpolated, rng.permutation(target["value"])).statistic for _ in range(permutations)]
+        )
+        hits = int(np.sum(np.abs(shuffled) >= abs(observed) - 1e-12))
+        rows.append(
+            {
+                "kind": kind,
+                "players_small": len(s),
+                "players_large": len(target),
+                "spearman": float(observed),
+                "p_value": (hits + 1) / (permutations + 1),
+                "permutations": permutations,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def family_pairs(stores: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
+    """Pairs of stores (`lsi.results.store_index` rows) of one family, task and configuration (granularity,
+    dtype, limit) from two models of different depths, the shallower first."""
+    key = ["family", "task", "granularity", "dtype", "limit"]
+    pairs = []
+    for _, group in stores.groupby(key, dropna=False, sort=False):
+        ordered = group.sort_values("n_players")
+        pairs.extend(
+            (ordered.iloc[i], ordered.iloc[j])
+            for i in range(len(ordered))
+            for j in range(i + 1, len(ordered))
+            if ordered.iloc[i]["n_players"] < ordered.iloc[j]["n_players"]
+        )
+    return pairs

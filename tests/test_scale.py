@@ -1,0 +1,77 @@
+"""Profiles of two model sizes along relative depth: placement, interpolation and the permutation test
+respond to the shape they are given."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lsi import figures
+from lsi.scale import depth_correlation, depth_profile, family_pairs, relative_depths
+
+
+def _sublayers(blocks: int) -> list[str]:
+    return [f"{kind}.{b}" for b in range(blocks) for kind in ("attn", "mlp")]
+
+
+def _profile(blocks: int, shape, noise: float = 0.0, seed: int = 0):
+    names = _sublayers(blocks)
+    depth = relative_depths(names)["depth"].to_numpy()
+    kind = np.array([n.startswith("mlp") for n in names], dtype=float)
+    values = shape(depth) * (1 + kind) + noise * np.random.default_rng(seed).normal(size=len(names))
+    return depth_profile(names, values)
+
+
+def test_players_sit_at_the_middle_of_their_block_and_shares_average_one():
+    frame = depth_profile(_sublayers(28), np.linspace(1, 2, 56))
+    assert frame.loc[0, "depth"] == pytest.approx(0.5 / 28) and frame.iloc[-1]["depth"] == pytest.approx(
+        27.5 / 28
+    )
+    assert list(frame["kind"][:2]) == ["attn", "mlp"] and frame["share"].mean() == pytest.approx(1.0)
+
+
+def test_the_same_shape_at_two_depths_correlates_and_an_unrelated_one_does_not():
+    def decay(d):
+        return np.exp(-4 * d)
+
+    small, large = _profile(24, decay), _profile(28, decay)
+    same = depth_correlation(small, large, permutations=2000)
+    assert list(same["kind"]) == ["attn", "mlp"] and list(same["players_large"]) == [28, 28]
+    assert (same["spearman"] > 0.99).all() and (same["p_value"] < 0.001).all()
+    flipped = depth_correlation(small, _profile(28, lambda d: decay(1 - d)), permutations=2000)
+    assert (flipped["spearman"] < -0.99).all() and (flipped["p_value"] < 0.001).all()  # two-sided
+    unrelated = depth_correlation(small, _profile(28, lambda d: 0 * d + 1, noise=1.0), permutations=2000)
+    assert (unrelated["spearman"].abs() < 0.5).all() and (unrelated["p_value"] > 0.01).all()
+
+
+def test_one_model_against_itself_is_a_perfect_match():
+    profile = _profile(24, np.sin, noise=0.3)
+    table = depth_correlation(profile, profile, permutations=200)
+    assert table["spearman"].tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_the_figure_draws_a_panel_per_kind_and_rings_the_cornerstones():
+    profiles = {"0.5B": _profile(24, np.cos), "1.5B": _profile(28, np.cos)}
+    fig = figures.depth_profiles(profiles, "scale", {"1.5B": ["mlp.0", "attn.1"]})
+    assert [ax.get_title() for ax in fig.axes] == ["attn", "mlp"]
+    rings = [line for line in fig.axes[1].lines if line.get_linestyle() == "None" and len(line.get_xdata())]
+    assert [len(r.get_xdata()) for r in rings] == [1]  # mlp.0 on the FFN panel
+
+
+def test_family_pairs_match_task_and_configuration_and_put_the_shallower_first():
+    def store(model, family, players, task="arc_easy", limit=200):
+        config = {"granularity": "sublayer", "dtype": "bfloat16", "limit": limit}
+        return {"model": model, "family": family, "n_players": players, "task": task} | config
+
+    stores = pd.DataFrame(
+        [
+            store("qwen-1.5b", "qwen2", 56),
+            store("qwen-0.5b", "qwen2", 48),
+            store("qwen-0.5b", "qwen2", 48, limit=1000),  # no 1.5B twin at 1000 documents
+            store("qwen-0.5b", "qwen2", 48, task="piqa"),
+            store("smollm2", "llama", 60),
+        ]
+    )
+    pairs = family_pairs(stores)
+    assert [(a["model"], b["model"], a["task"]) for a, b in pairs] == [("qwen-0.5b", "qwen-1.5b", "arc_easy")]
