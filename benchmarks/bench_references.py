@@ -37,6 +37,7 @@ from lsi.store import ScoreStore
 # on 30 players, 1,831 on 60: beyond 8n) and `truncated` (it stops where the values reach chance).
 COMPARED = (
     "window",
+    "window_efficient",  # added after the committed plans: the window's coalitions and v(empty), all stored
     "kernelshap",
     "permutation",
     "svarm",
@@ -176,7 +177,8 @@ def evaluate(reference_file: Path, out: Path) -> None:
     meta = game.store.meta
     header = (
         f"{meta['model']['title']} | {meta['task']} ({meta['n_docs']} docs) | {meta['dtype']} | value "
-        f"{record['value']} | {n} players | medians over seeds {SEEDS[0]}-{SEEDS[-1]}\n"
+        f"{record['value']} | {n} players | medians over seeds {SEEDS[0]}-{SEEDS[-1]} | {len(frame)} of "
+        f"{len(runs(n))} planned estimates scored\n"
         f"reference: {ref.pairs} antithetic walk pairs ({reference_file}); split-half Spearman {split:.3f}, "
         f"{reliability:.3f} for all pairs; its own MSE (mean squared error) {np.mean(ref.stderr**2):.3g}\n"
         f"made {now()} with " + ", ".join(f"{k} {v}" for k, v in versions().items())

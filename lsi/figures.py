@@ -15,6 +15,7 @@ from matplotlib import ticker as mticker
 from matplotlib.patches import Patch
 
 from lsi import style
+from lsi.estimators import ESTIMATORS
 
 
 def _kind_legend(fig: plt.Figure, kinds: Sequence[str], extra: Sequence = ()) -> None:
@@ -167,9 +168,10 @@ def shapley_grid(estimates: pd.DataFrame, title: str) -> plt.Figure:
 def estimator_error(frame: pd.DataFrame, title: str) -> plt.Figure:
     """Error of each sampling estimator against exact values, or against a walk reference where the
     game is too large to enumerate (`lsi.references.against_reference` rows, which name `walk_pairs`),
-    as the budget grows (median and quartiles over seeds), with the paper's `window` estimator as a
-    single point at its fixed cost: against distinct coalitions, and (second row, where the benchmark
-    recorded them) against executed layer-forwards, as a coalition keeping |S| players runs |S| of them.
+    as the budget grows (median and quartiles over seeds), with the fixed-cost estimators (the paper's
+    `window`, `window_efficient`) as single points: against distinct coalitions, and (second row, where
+    the benchmark recorded them) against executed layer-forwards, as a coalition keeping |S| players
+    runs |S| of them.
 
     Budgets that enumerate every coalition (the `exact` row's) are left out: there most estimators are
     exact to rounding, which would stretch the log axis over thirty decades.
@@ -188,7 +190,8 @@ def estimator_error(frame: pd.DataFrame, title: str) -> plt.Figure:
         len(costs), 3, figsize=(style.PAGE_WIDTH, 2.5 * len(costs)), layout="constrained", squeeze=False
     )
     full_budget = frame.loc[frame.estimator == "exact", "budget"].min()  # NaN (keep all) if none
-    samplers = frame[~frame.estimator.isin(["window", "exact"]) & ~(frame.budget >= full_budget)]
+    fixed = [name for name in frame.estimator.unique() if name != "exact" and ESTIMATORS[name].deterministic]
+    samplers = frame[~frame.estimator.isin([*fixed, "exact"]) & ~(frame.budget >= full_budget)]
     palette = dict(zip(sorted(samplers.estimator.unique()), plt.cm.tab20.colors, strict=False))
     for row, (cost, xlabel) in zip(axes, costs, strict=True):
         for ax, (metric, label) in zip(row, panels, strict=True):
@@ -198,10 +201,10 @@ def estimator_error(frame: pd.DataFrame, title: str) -> plt.Figure:
                 x = by_budget[cost].median()  # what the budget bought (some spend less)
                 ax.plot(x, q[0.5], marker=".", ms=3, lw=1, color=palette[name], label=name)
                 ax.fill_between(x, q[0.25], q[0.75], color=palette[name], alpha=0.12, lw=0)
-            window = frame[frame.estimator == "window"]
-            if len(window):
-                point = window.iloc[0]
-                ax.plot(point[cost], point[metric], "k*", ms=8, label="window (paper)")
+            for name, marker in zip(fixed, "*Pdv", strict=False):  # one point each, at its fixed cost
+                point = frame[frame.estimator == name].iloc[0]
+                shown = "window (paper)" if name == "window" else name
+                ax.plot(point[cost], point[metric], "k" + marker, ms=8 if marker == "*" else 5, label=shown)
             ax.set_xscale("log", base=2)
             if metric == "mse":
                 ax.set_yscale("log")

@@ -281,6 +281,31 @@ def test_window_needs_no_empty_coalition():
     assert np.isnan(estimate(windows_only, "window").efficiency["gap"])
 
 
+def test_window_efficient_keeps_the_window_ranking_and_sums_to_the_gap():
+    game = CornerstoneGame(10, cornerstones=(0, 3))
+    window, calibrated = estimate(game, "window"), estimate(game, "window_efficient")
+    full, empty = game.value(np.stack([np.ones(10, bool), np.zeros(10, bool)]))
+    assert calibrated.evaluations == window.evaluations + 1 == window_cost(10) + 1  # v(empty) is in its cost
+    assert calibrated.values.sum() == pytest.approx(full - empty, abs=1e-12)
+    assert calibrated.efficiency["guaranteed"] and calibrated.efficiency["extra_evaluations"] == 0
+    np.testing.assert_allclose(calibrated.values, window.values * calibrated.info["scaled_by"], atol=1e-15)
+    # Removing either cornerstone collapses the game, so the window counts the whole gap about twice.
+    assert window.values.sum() > 2 * (full - empty)
+    truth = estimate(game, "exact").values
+    assert np.mean((calibrated.values - truth) ** 2) < np.mean((window.values - truth) ** 2) / 10
+
+
+def test_window_efficient_shifts_where_scaling_would_reverse_the_ranking():
+    """Every removal helps (v = 2 inside, 1 for the full model): the window values sum below zero while
+    the gap is 1, so a scale would flip their order; a shift keeps it."""
+    table = {format(i, "04b").encode(): 2.0 for i in range(16)} | {b"1111": 1.0, b"0000": 0.0}
+    window = estimate(TableGame(table), "window", n_lim=2, bootstrap=0)
+    calibrated = estimate(TableGame(table), "window_efficient", n_lim=2, bootstrap=0)
+    assert window.values.sum() < 0 and "scaled_by" not in calibrated.info
+    assert calibrated.values.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(np.diff(calibrated.values), np.diff(window.values), atol=1e-15)
+
+
 # ---------------------------------------------------------------- budgets and the memo
 
 
@@ -416,12 +441,14 @@ def test_window_coalitions_are_what_the_window_estimator_requests(n_lim: int) ->
     assert sorted(key.decode() for key in ledger.keys) == sorted(window_coalitions(7, n_lim))
 
 
-@pytest.mark.parametrize("name", ["window", "exact", "kernelshap", "permutation", "svarm"])
+@pytest.mark.parametrize(
+    "name", ["window", "window_efficient", "exact", "kernelshap", "permutation", "svarm"]
+)
 def test_planned_coalitions_are_what_estimate_asks_a_real_game_for(name: str) -> None:
     """A plan made on synthetic games must list exactly the coalitions (in order) that the estimator
     then asks an unrelated game for: export-job ships the plan and the cells run from its scores."""
     game = pairwise_game(7, seed=3)
-    budget = {"window": None, "exact": 2**7}.get(name, 40)
+    budget = {"window": None, "window_efficient": None, "exact": 2**7}.get(name, 40)
     plan = planned_coalitions(name, 7, budget, seed=5)
     estimate(game, name, budget, seed=5, bootstrap=0)
     assert plan == game.evaluated

@@ -128,10 +128,13 @@ def test_the_estimator_figure_keeps_every_budget_short_of_enumeration():
         for s in (0, 1)
     ]
     window = {"estimator": "window", "budget": 22, "seed": 0, "evaluations": 22, "mse": 0.1, "spearman": 0.9}
-    large = pd.DataFrame([*rows, window | {"top3_precision": 1.0}]).assign(walk_pairs=100)
-    fig = figures.estimator_error(large, "large")
+    efficient = window | {"estimator": "window_efficient", "budget": 23, "evaluations": 23, "mse": 0.01}
+    large = pd.DataFrame([*rows, window | {"top3_precision": 1.0}, efficient | {"top3_precision": 1.0}])
+    fig = figures.estimator_error(large.assign(walk_pairs=100), "large")
     line = fig.axes[0].lines[0]
     assert list(line.get_xdata()) == [8, 24, 64] and fig.axes[0].get_title() == "MSE vs reference"
+    points = {ln.get_label(): (ln.get_xdata()[0], ln.get_ydata()[0]) for ln in fig.axes[0].lines[1:]}
+    assert points == {"window (paper)": (22, 0.1), "window_efficient": (23, 0.01)}  # fixed costs: points
     exact = {"estimator": "exact", "budget": 64, "seed": 0, "evaluations": 64, "mse": 0.0, "spearman": 1.0}
     small = pd.DataFrame([*rows, window | {"top3_precision": 1.0}, exact | {"top3_precision": 1.0}])
     fig = figures.estimator_error(small, "enumerated")

@@ -23,7 +23,7 @@ from lsi.estimators.regression import LEVERAGE, POLYSHAP
 from lsi.estimators.regression_msr import REGRESSION_MSR
 from lsi.estimators.shapiq_estimators import SHAPIQ_ESTIMATORS
 from lsi.estimators.truncated import TRUNCATED
-from lsi.estimators.window import WINDOW, window_cost
+from lsi.estimators.window import WINDOW, WINDOW_EFFICIENT, window_cost
 from lsi.game import MAX_EXACT_PLAYERS, Game, MissingCoalitionError
 from lsi.synthetic_games import AdditiveGame
 
@@ -31,6 +31,7 @@ ESTIMATORS: dict[str, Estimator] = {
     e.name: e
     for e in (
         WINDOW,
+        WINDOW_EFFICIENT,
         EXACT,
         PERMUTATION,
         TRUNCATED,
