@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from lsi.report import CONFIGURATION
+
 
 def relative_depths(players: Sequence[str]) -> pd.DataFrame:
     """One row per player (`attn.3`, `mlp.3`, `block.3`...): its kind, block and relative depth."""
@@ -63,7 +65,7 @@ def depth_correlation(
 def family_pairs(stores: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
     """Pairs of stores (`lsi.results.store_index` rows) of one family, task and configuration (granularity,
     dtype, limit) from two models of different depths, the shallower first."""
-    key = ["family", "task", "granularity", "dtype", "limit"]
+    key = ["family", "task", *CONFIGURATION[1:]]  # a configuration, the model's name aside
     pairs = []
     for _, group in stores.groupby(key, dropna=False, sort=False):
         ordered = group.sort_values("n_players")

@@ -372,7 +372,7 @@ show_table(
 # %%
 above = report.groupby(["model", *CONFIGURATION[1:]], dropna=False)["above_chance"]
 above = above.agg(above_chance="sum", tasks="size").reset_index()
-rows = report.set_index(["model", "task", "granularity", "dtype", "limit"])
+rows = report.set_index(["task", *CONFIGURATION])
 scale_rows, scale_correlations = [], []
 for pair in family_pairs(stores):
     records = [latest_estimate(estimates, s["path"], shapley_estimator, s["metric"]) for s in pair]
@@ -395,9 +395,11 @@ for pair in family_pairs(stores):
             }
         )
     small = pair[0]
-    config = f"{small['task']}-{small['granularity']}-{small['dtype']}-limit{small['limit']}"
-    title = f"{small['title']} and {pair[1]['title']} | {config.replace('-', ' | ')}"
-    show_and_save(figures.depth_profiles(profiles, title, corner), f"scale-{small['family']}-{config}")
+    parts = [small["task"], small["granularity"], small["dtype"], f"limit{small['limit']}"]
+    title = f"{small['title']} and {pair[1]['title']} | " + " | ".join(parts)
+    show_and_save(
+        figures.depth_profiles(profiles, title, corner), f"scale-{small['family']}-" + "-".join(parts)
+    )
     table = depth_correlation(*profiles.values())
     scale_correlations.append(table.assign(small=models[0], large=models[1], task=small["task"]))
 show_table(above, "scale-above-chance")
