@@ -5,6 +5,7 @@ smaller model's profile is interpolated onto the larger one's depths, kind by ki
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -76,3 +77,51 @@ def family_pairs(stores: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
             if ordered.iloc[i]["n_players"] < ordered.iloc[j]["n_players"]
         )
     return pairs
+
+
+@dataclass
+class SizeComparison:
+    """One task at two sizes of a family: what section 14 of the figures notebook shows of a pair."""
+
+    profiles: dict[str, pd.DataFrame]  # model -> depth_profile, the shallower first
+    cornerstones: dict[str, list[str]]  # model -> its cornerstone players
+    rows: list[dict]  # one per model: above chance, cornerstones at their depth, concentration
+    correlation: pd.DataFrame  # depth_correlation, with the two models and the task
+    title: str
+    stem: str
+
+
+# Columns of `lsi.report` rows that say how concentrated the importance is.
+CONCENTRATION = ("positive_mass_share_cornerstone", "mean_drop_cornerstone", "mean_drop_other")
+
+
+def compare_sizes(
+    pair: tuple[pd.Series, pd.Series], estimates: Sequence[dict], report: pd.DataFrame
+) -> SizeComparison:
+    """Assemble one `family_pairs` pair: its two Shapley estimates (records with players and values, in
+    pair order) become depth profiles, and its two rows of the claims report (`lsi.report`, indexed by
+    task and CONFIGURATION) give the cornerstones and the concentration of importance."""
+    models = [store["model"] for store in pair]
+    profiles = {m: depth_profile(e["players"], e["values"]) for m, e in zip(models, estimates, strict=True)}
+    cornerstones, rows = {}, []
+    for store in pair:
+        row = report.loc[tuple(store[k] for k in report.index.names)]
+        cornerstones[store["model"]] = [c for c in row["cornerstones"].split(", ") if c]
+        depth = profiles[store["model"]].set_index("player")["depth"]
+        placed = ", ".join(f"{c} ({depth[c]:.2f})" for c in cornerstones[store["model"]])
+        rows.append(
+            {k: store[k] for k in ("model", "task", "limit")}
+            | {"above_chance": row["above_chance"], "cornerstones": placed}
+            | {k: row[k] for k in CONCENTRATION}
+        )
+    small = pair[0]
+    parts = [small["task"], small["granularity"], small["dtype"], f"limit{small['limit']}"]
+    correlation = depth_correlation(*profiles.values())
+    return SizeComparison(
+        profiles=profiles,
+        cornerstones=cornerstones,
+        rows=rows,
+        correlation=correlation.assign(small=models[0], large=models[1], task=small["task"]),
+        title=f"{small['title']} and {pair[1]['title']} | " + " | ".join(parts),
+        stem=f"scale-{small['family']}-" + "-".join(parts),
+    )

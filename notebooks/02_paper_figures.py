@@ -75,7 +75,7 @@ from lsi.report import (
     task_order,
 )
 from lsi.results import estimate_index, store_index, write_table
-from lsi.scale import depth_correlation, depth_profile, family_pairs
+from lsi.scale import compare_sizes, family_pairs
 from lsi.store import ScoreStore
 from lsi.values import chance_level
 
@@ -378,30 +378,10 @@ for pair in family_pairs(stores):
     records = [latest_estimate(estimates, s["path"], shapley_estimator, s["metric"]) for s in pair]
     if any(r is None for r in records):
         continue
-    models = [s["model"] for s in pair]
-    profiles = {m: depth_profile(r["players"], r["values"]) for m, r in zip(models, records, strict=True)}
-    corner = {}
-    for s in pair:
-        row = rows.loc[tuple(s[k] for k in rows.index.names)]
-        corner[s["model"]] = [c for c in row["cornerstones"].split(", ") if c]
-        depth = profiles[s["model"]].set_index("player")["depth"]
-        scale_rows.append(
-            {k: s[k] for k in ("model", "task", "limit")}
-            | {"above_chance": row["above_chance"]}
-            | {"cornerstones": ", ".join(f"{c} ({depth[c]:.2f})" for c in corner[s["model"]])}
-            | {
-                k: row[k]
-                for k in ("positive_mass_share_cornerstone", "mean_drop_cornerstone", "mean_drop_other")
-            }
-        )
-    small = pair[0]
-    parts = [small["task"], small["granularity"], small["dtype"], f"limit{small['limit']}"]
-    title = f"{small['title']} and {pair[1]['title']} | " + " | ".join(parts)
-    show_and_save(
-        figures.depth_profiles(profiles, title, corner), f"scale-{small['family']}-" + "-".join(parts)
-    )
-    table = depth_correlation(*profiles.values())
-    scale_correlations.append(table.assign(small=models[0], large=models[1], task=small["task"]))
+    sizes = compare_sizes(pair, records, rows)
+    show_and_save(figures.depth_profiles(sizes.profiles, sizes.title, sizes.cornerstones), sizes.stem)
+    scale_rows += sizes.rows
+    scale_correlations.append(sizes.correlation)
 show_table(above, "scale-above-chance")
 show_table(pd.DataFrame(scale_rows), "scale-cornerstones", "no family has two sizes with estimates yet")
 show_table(

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from lsi import figures
-from lsi.scale import depth_correlation, depth_profile, family_pairs, relative_depths
+from lsi.scale import compare_sizes, depth_correlation, depth_profile, family_pairs, relative_depths
 
 
 def _sublayers(blocks: int) -> list[str]:
@@ -75,3 +75,39 @@ def test_family_pairs_match_task_and_configuration_and_put_the_shallower_first()
     )
     pairs = family_pairs(stores)
     assert [(a["model"], b["model"], a["task"]) for a, b in pairs] == [("qwen-0.5b", "qwen-1.5b", "arc_easy")]
+
+
+def test_a_pair_is_assembled_from_its_estimates_and_report_rows():
+    def store(model, players):
+        config = {"granularity": "sublayer", "dtype": "bfloat16", "limit": 200, "title": model.upper()}
+        return pd.Series({"model": model, "family": "qwen2", "n_players": players, "task": "piqa"} | config)
+
+    pair = (store("qwen-0.5b", 48), store("qwen-1.5b", 56))
+    small, large = _profile(24, np.cos), _profile(28, np.cos)
+    estimates = [{"players": p["player"].tolist(), "values": p["value"].tolist()} for p in (small, large)]
+    concentration = {
+        "positive_mass_share_cornerstone": 0.4,
+        "mean_drop_cornerstone": 0.3,
+        "mean_drop_other": 0.01,
+    }
+    report = pd.DataFrame(
+        [
+            {"task": "piqa", "model": "qwen-0.5b", "cornerstones": "mlp.0", "above_chance": True},
+            {"task": "piqa", "model": "qwen-1.5b", "cornerstones": "", "above_chance": False},
+        ]
+    ).assign(granularity="sublayer", dtype="bfloat16", limit=200, **concentration)
+    sizes = compare_sizes(
+        pair, estimates, report.set_index(["task", "model", "granularity", "dtype", "limit"])
+    )
+    assert list(sizes.profiles) == ["qwen-0.5b", "qwen-1.5b"]
+    assert sizes.cornerstones == {"qwen-0.5b": ["mlp.0"], "qwen-1.5b": []}
+    assert [r["cornerstones"] for r in sizes.rows] == [f"mlp.0 ({0.5 / 24:.2f})", ""]
+    assert [r["above_chance"] for r in sizes.rows] == [True, False]
+    assert sizes.rows[0]["mean_drop_other"] == 0.01
+    expected = depth_correlation(small, large)
+    pd.testing.assert_frame_equal(sizes.correlation[expected.columns], expected)
+    assert set(sizes.correlation[["small", "large", "task"]].itertuples(index=False)) == {
+        ("qwen-0.5b", "qwen-1.5b", "piqa")
+    }
+    assert sizes.stem == "scale-qwen2-piqa-sublayer-bfloat16-limit200"
+    assert sizes.title == "QWEN-0.5B and QWEN-1.5B | piqa | sublayer | bfloat16 | limit200"
