@@ -45,6 +45,7 @@ SAMPLERS = (
     "leverage",
     "polyshap",
     "regression_msr",
+    "proxyshap",
     "layer",
 )
 

@@ -47,6 +47,7 @@ COMPARED = (
     "leverage",
     "polyshap",
     "regression_msr",
+    "proxyshap",  # added after the committed plans: regression_msr's coalitions, all stored
     "layer",
 )
 MULTIPLES = (1, 3, 8)

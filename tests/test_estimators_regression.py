@@ -1,4 +1,5 @@
-"""Leverage SHAP, PolySHAP and regression-adjusted MSR against exact enumeration (synthetic games, fast)."""
+"""Leverage SHAP, PolySHAP, regression-adjusted MSR and ProxySHAP against exact enumeration (synthetic
+games, fast)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pytest
 from test_estimators import additive_game, pairwise_game, unanimity_game
 
 from lsi.estimators import ESTIMATORS, estimate, planned_coalitions
+from lsi.estimators.proxy import tree_fit
 from lsi.estimators.regression import kernel_regression
-from lsi.estimators.regression_msr import _estimate as msr_estimate
+from lsi.estimators.regression_msr import adjusted_estimate, polynomial_fit
 from lsi.estimators.sampling import CoalitionSample, classes, draw_units, kernelshap_sample, sample_units
 from lsi.game import TableGame, all_coalitions
 from lsi.synthetic_games import (
@@ -19,7 +21,8 @@ from lsi.synthetic_games import (
     UnanimityGame,
 )
 
-NEW = ["leverage", "polyshap", "regression_msr"]
+NEW = ["leverage", "polyshap", "regression_msr", "proxyshap"]
+SMALL_TREES = {"trees": 10, "depth": 3}  # a cheaper proxy where a test fits hundreds
 
 
 def table(game) -> TableGame:
@@ -171,14 +174,15 @@ def test_polyshap_refuses_bad_options():
 # ---------------------------------------------------------------- regression-adjusted MSR
 
 
-def test_regression_msr_is_unbiased_and_its_stderr_is_honest():
+@pytest.mark.parametrize(("name", "options"), [("regression_msr", {}), ("proxyshap", SMALL_TREES)])
+def test_adjusted_estimators_are_unbiased_and_their_stderr_is_honest(name, options):
     """Mean over 500 seeds within 3 standard errors of the exact values, for every player of a 10-player
     cornerstone game (interactions of every order). The same check catches the bias of a plain
-    regression (leverage) on a game of higher order, so it can fail."""
+    regression (leverage) and of an unadjusted proxy on a game of higher order, so it can fail."""
     seeds = range(500)
 
-    def check(game, name, budget):
-        runs = [estimate(game, name, budget, seed=s, bootstrap=0) for s in seeds]
+    def check(game, name, budget, **options):
+        runs = [estimate(game, name, budget, seed=s, bootstrap=0, **options) for s in seeds]
         values = np.array([r.values for r in runs])
         z = (values.mean(axis=0) - game_truth[id(game)]) / (values.std(axis=0, ddof=1) / np.sqrt(len(seeds)))
         return runs, values, np.abs(z)
@@ -189,21 +193,30 @@ def test_regression_msr_is_unbiased_and_its_stderr_is_honest():
     for original in (cornerstone, unanimity):
         games[original] = table(original)
         game_truth[id(games[original])] = original.shapley_values()
-    runs, values, z = check(games[cornerstone], "regression_msr", 40)
+    runs, values, z = check(games[cornerstone], name, 40, **options)
     assert z.max() < 3, z
     reported = np.mean([r.stderr for r in runs], axis=0)
     ratio = reported / values.std(axis=0)  # the cross-half dependence is not counted: a little low
     assert np.all((ratio > 0.6) & (ratio < 1.25)), ratio
     assert max(abs(r.efficiency["gap"]) for r in runs) < 1e-12
     assert all(r.evaluations <= 40 for r in runs)
-    assert check(games[unanimity], "regression_msr", 40)[2].max() < 3
-    assert check(games[unanimity], "leverage", 40)[2].max() > 3
+    assert check(games[unanimity], name, 40, **options)[2].max() < 3
+    biased = (
+        ("leverage", {}) if name == "regression_msr" else ("proxyshap", SMALL_TREES | {"adjustment": "none"})
+    )
+    assert check(games[unanimity], biased[0], 40, **biased[1])[2].max() > 3
 
 
-def test_regression_msr_expectation_over_every_outcome_is_the_shapley_value():
+@pytest.mark.parametrize(
+    ("fit", "outcomes"),
+    [(polynomial_fit(1), (2, 3)), (tree_fit(5, 2, 0.3, seed=0), (2,))],
+    ids=["polynomial", "trees"],
+)
+def test_adjusted_expectation_over_every_outcome_is_the_shapley_value(fit, outcomes):
     """Unbiased exactly: on 5 players, averaging the estimator over every possible sequence of draws
     (weighted by its probability under the sampler) gives the exact values to 1e-12. Fitting the
-    surrogate on the draws it corrects (shapiq's RegressionMSR) would not."""
+    surrogate on the draws it corrects (shapiq's RegressionMSR and ProxySHAP) would not. For
+    regression_msr's polynomial and for proxyshap's trees."""
     n = 5
     game = UnanimityGame(n, [(0, 1, 2), (2, 3), (1, 4), (3,)], [1.0, -2.0, 0.7, 0.4], constant=0.1)
     values = game._compute(all_coalitions(n))
@@ -215,7 +228,7 @@ def test_regression_msr_expectation_over_every_outcome_is_the_shapley_value():
             row = np.isin(np.arange(n), members)
             units.append((k, row, q[k] / cl.capacity[k]))
     assert np.isclose(sum(u[2] for u in units), 1.0)
-    for draws in (2, 3):
+    for draws in outcomes:
         per_fold = np.array([draws // 2, draws - draws // 2])
         expectation = np.zeros(n)
         for outcome in product(units, repeat=draws):
@@ -229,7 +242,7 @@ def test_regression_msr_expectation_over_every_outcome_is_the_shapley_value():
             coalitions = np.array(rows)
             sample = CoalitionSample(coalitions, np.array(share), np.array(fold), {"pairing": True})
             index = coalitions @ (1 << np.arange(n))
-            expectation += probability * msr_estimate(sample, values[index], 1)[0]
+            expectation += probability * adjusted_estimate(sample, values[index], fit)[0]
         assert np.allclose(expectation, game.shapley_values(), atol=1e-12)
 
 
@@ -305,3 +318,35 @@ def test_kadd_is_no_longer_paired_kernelshap():
     assert np.abs(kadd.values - kernel.values).max() > 1e-3
     paired = estimate(game, "kadd", 80, seed=1, bootstrap=0, pairing_trick=True)
     assert np.abs(paired.values - kernel.values).max() < 1e-6
+
+
+# ---------------------------------------------------------------- proxyshap
+
+
+@pytest.mark.parametrize("depth", [1, 3, 8])
+def test_tree_shapley_values_are_those_of_the_enumerated_proxy(depth):
+    """The trees' values read off their leaves equal the exact Shapley values of S -> f(1_S) enumerated
+    over all 2^8 coalitions, for stumps, shallow trees and trees deep enough to split on a player twice
+    along one path."""
+    n, rng = 8, np.random.default_rng(depth)
+    rows = rng.random((80, n)) < 0.5
+    values = rng.normal(size=80) + 2 * (rows[:, 0] & rows[:, 3]) - rows[:, 5]
+    proxy = tree_fit(20, depth, 0.3, seed=0)(rows, values, np.ones(80), -1.0, 2.0)
+    enumerated = TableGame(proxy.predict(all_coalitions(n)))
+    expected = estimate(enumerated, "exact", None, bootstrap=0).values
+    assert np.allclose(proxy.shapley_values(n), expected, atol=1e-12)
+
+
+def test_proxyshap_refuses_bad_options():
+    with pytest.raises(ValueError, match="adjustment must be one of msr, none"):
+        estimate(pairwise_game(), "proxyshap", 40, adjustment="kernel")
+    with pytest.raises(ValueError, match="trees and depth must be positive integers"):
+        estimate(pairwise_game(), "proxyshap", 40, depth=0)
+
+
+def test_proxyshap_asks_for_regression_msrs_coalitions():
+    """The same draws for the same budget and seed, so a benchmark that scored one has scored both."""
+    for n, budget, seed in [(10, 28, 0), (30, 88, 101), (60, 480, 104)]:
+        assert planned_coalitions("proxyshap", n, budget, seed) == planned_coalitions(
+            "regression_msr", n, budget, seed
+        )

@@ -19,6 +19,7 @@ from lsi.estimators.bootstrap import document_intervals
 from lsi.estimators.exact import EXACT
 from lsi.estimators.layer import LAYER
 from lsi.estimators.permutation import PERMUTATION
+from lsi.estimators.proxy import PROXYSHAP
 from lsi.estimators.regression import LEVERAGE, POLYSHAP
 from lsi.estimators.regression_msr import REGRESSION_MSR
 from lsi.estimators.shapiq_estimators import SHAPIQ_ESTIMATORS
@@ -39,6 +40,7 @@ ESTIMATORS: dict[str, Estimator] = {
         LEVERAGE,
         POLYSHAP,
         REGRESSION_MSR,
+        PROXYSHAP,
         LAYER,
     )
 }

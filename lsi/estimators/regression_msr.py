@@ -17,6 +17,9 @@ the fit is constrained, and the MSR terms of a coalition sum to 0 over the playe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol
+
 import numpy as np
 
 from lsi.errors import UserError
@@ -39,9 +42,26 @@ def msr_terms(coalitions: np.ndarray, residuals: np.ndarray) -> np.ndarray:
     return np.where(coalitions, 1.0 / sizes[:, None], -1.0 / (n - sizes)[:, None]) * residuals[:, None]
 
 
-def _estimate(sample: CoalitionSample, values: np.ndarray, degree: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cross-fitted estimate and its standard error (the two halves' sampling errors, averaged; the
-    dependence of each half's surrogate on the other half's draws is not counted)."""
+class Surrogate(Protocol):
+    """A model of the game whose Shapley values are known exactly."""
+
+    def predict(self, coalitions: np.ndarray) -> np.ndarray: ...
+
+    def shapley_values(self, n: int) -> np.ndarray: ...
+
+
+# (coalitions, their values, their Shapley-kernel weights, v(empty), v(N)) -> a fitted surrogate
+Fit = Callable[[np.ndarray, np.ndarray, np.ndarray, float, float], Surrogate]
+
+
+def adjusted_estimate(
+    sample: CoalitionSample, values: np.ndarray, fit: Fit, adjust: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """phi(f) + phi(v - f) for a surrogate f fitted by `fit`: the residual's terms are exact for the rows
+    known exactly (empty, full, enumerated classes) and, with `adjust`, a cross-fitted MSR estimate for
+    the drawn ones. Returns the values and their standard error (the two halves' sampling errors,
+    averaged; the dependence of each half's surrogate on the other half's draws is not counted; NaN
+    without `adjust`, zero where nothing was drawn)."""
     n = sample.coalitions.shape[1]
     inner = slice(2, None)
     rows, sizes, share, fold = (
@@ -50,35 +70,42 @@ def _estimate(sample: CoalitionSample, values: np.ndarray, degree: int) -> tuple
         sample.share[inner],
         sample.fold[inner],
     )
-    v_empty, v_full = float(values[0]), float(values[1])
+    ends, v_empty, v_full = sample.coalitions[:2], float(values[0]), float(values[1])
     known = fold == -1
-    halves = [h for h in (0, 1) if np.any(fold == h)]
-    if not halves:  # every coalition enumerated: one fit, corrected exactly
-        surrogate = fit_polynomial(
-            rows, values[inner], kernel_weights(sizes, share, n), v_empty, v_full, degree
-        )
-        terms = msr_terms(rows, values[inner] - surrogate.predict(rows))
-        return surrogate.shapley_values(n) + share @ terms, np.zeros(n)
+    halves = [h for h in (0, 1) if np.any(fold == h)] if adjust else []
+
+    def corrected(train: np.ndarray) -> tuple[Surrogate, np.ndarray]:
+        """The surrogate fitted on `train` and its Shapley values plus the exact terms of the known rows
+        (the full and empty rows' MSR terms are +-g/n for every player)."""
+        folds = np.unique(fold[train & ~known]).size  # each fold's shares alone cover the drawn mass
+        weights = kernel_weights(sizes[train], np.where(known, share, share / max(folds, 1))[train], n)
+        surrogate = fit(rows[train], values[inner][train], weights, v_empty, v_full)
+        g_empty, g_full = values[:2] - surrogate.predict(ends)
+        exact = msr_terms(rows[known], values[inner][known] - surrogate.predict(rows[known]))
+        return surrogate, surrogate.shapley_values(n) + share[known] @ exact + (g_full - g_empty) / n
+
+    if not halves:  # nothing drawn, or no adjustment: one fit on every row
+        phi = corrected(np.ones(len(rows), dtype=bool))[1]
+        return phi, np.zeros(n) if np.all(known) else np.full(n, np.nan)
     estimates, variances = [], []
-    for fit, test in ((0, 1), (1, 0)):
-        train = known | (fold == fit)
-        surrogate = fit_polynomial(
-            rows[train],
-            values[inner][train],
-            kernel_weights(sizes[train], share[train], n),
-            v_empty,
-            v_full,
-            degree,
-        )
-        terms = msr_terms(rows, values[inner] - surrogate.predict(rows)) * share[:, None]
+    for fitted, test in ((0, 1), (1, 0)):
+        surrogate, phi = corrected(known | (fold == fitted))
         held = np.flatnonzero(fold == test)
+        terms = msr_terms(rows[held], values[inner][held] - surrogate.predict(rows[held])) * share[held, None]
         # a unit's rows are adjacent and share one draw: sum them into per-draw contributions
-        per_draw = terms[held].reshape(-1, 2 if sample.info["pairing"] else 1, n).sum(axis=1)
+        per_draw = terms.reshape(-1, 2 if sample.info["pairing"] else 1, n).sum(axis=1)
         draws = len(per_draw)
-        estimates.append(surrogate.shapley_values(n) + terms[known].sum(axis=0) + per_draw.sum(axis=0))
+        estimates.append(phi + per_draw.sum(axis=0))
         # share holds 1/draws, so per_draw sums to the mean over draws, whose variance is draws * var
         variances.append(draws * per_draw.var(axis=0, ddof=1) if draws > 1 else np.full(n, np.nan))
     return np.mean(estimates, axis=0), np.sqrt(np.sum(variances, axis=0)) / 2
+
+
+def polynomial_fit(degree: int) -> Fit:
+    """PolySHAP's constrained polynomial regression of `degree` as a surrogate."""
+    return lambda rows, values, weights, v_empty, v_full: fit_polynomial(
+        rows, values, weights, v_empty, v_full, degree
+    )
 
 
 def regression_msr(ledger: Ledger, budget: int, seed: int, degree: int = 1, pairing: bool = True) -> Run:
@@ -88,10 +115,12 @@ def regression_msr(ledger: Ledger, budget: int, seed: int, degree: int = 1, pair
     if 0 < sample.info["draws"] < MIN_DRAWS:
         raise UserError(f"'regression_msr' needs at least {MIN_DRAWS} draws; raise the budget")
 
-    def solve(game: Ledger | Game) -> np.ndarray:
-        return _estimate(sample, game.value(sample.coalitions), degree)[0]
+    fit = polynomial_fit(degree)
 
-    values, stderr = _estimate(sample, ledger.value(sample.coalitions), degree)
+    def solve(game: Ledger | Game) -> np.ndarray:
+        return adjusted_estimate(sample, game.value(sample.coalitions), fit)[0]
+
+    values, stderr = adjusted_estimate(sample, ledger.value(sample.coalitions), fit)
     return Run(
         values=values,
         stderr=stderr,

@@ -22,10 +22,13 @@ import shapiq.approximator
 from lsi.errors import UserError
 from lsi.estimators.base import Ledger, Run, nan_vector
 
-# Estimators the literature recommends that this shapiq lacks (RegressionMSR arrived in 1.5.0); lsi
-# implements them itself as `regression_msr`, `leverage` and `polyshap` (lsi.estimators.regression*).
+# Estimators the literature recommends that this shapiq lacks (RegressionMSR and ProxySHAP arrived in
+# 1.5.0); lsi implements them itself as `regression_msr`, `proxyshap`, `leverage` and `polyshap`
+# (lsi.estimators.regression*, lsi.estimators.proxy).
 MISSING = tuple(
-    name for name in ("RegressionMSR", "LeverageSHAP", "PolySHAP") if not hasattr(shapiq.approximator, name)
+    name
+    for name in ("RegressionMSR", "ProxySHAP", "LeverageSHAP", "PolySHAP")
+    if not hasattr(shapiq.approximator, name)
 )
 
 
