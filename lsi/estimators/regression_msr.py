@@ -2,8 +2,9 @@
 Shapley values and probabilistic values"; shapiq >= 1.5 has it as `RegressionMSR`, 1.4.1 does not).
 
 Fit a surrogate f to the game (here PolySHAP's constrained polynomial regression, `degree` 1 by
-default), take f's exact Shapley values, and add an unbiased Monte Carlo estimate of the residual's:
-phi(v) = phi(f) + phi(v - f), where the "maximum sample reuse" (MSR) form
+default; `lsi.estimators.proxy` passes a tree ensemble), take f's exact Shapley values, and add an
+unbiased Monte Carlo estimate of the residual's: phi(v) = phi(f) + phi(v - f), where the "maximum
+sample reuse" (MSR) form
 phi_i(g) = sum_S g(S) (1[i in S] / (|S| binom(n, |S|)) - 1[i not in S] / ((n - |S|) binom(n, |S|)))
 lets every sampled coalition inform every player.
 
@@ -12,7 +13,8 @@ residual, so the draws are independent (with replacement, paired, leverage-weigh
 halves; f fitted on one half (and the enumerated coalitions, known exactly) is corrected with the
 other half, and the two cross-fitted estimates are averaged. shapiq's RegressionMSR fits and corrects
 on the same coalitions, which is cheaper in variance but biased. The values sum to v(N) - v(empty):
-the fit is constrained, and the MSR terms of a coalition sum to 0 over the players.
+phi(f) sums to f(N) - f(empty), the exact terms of the full and empty rows add the rest, and the MSR
+terms of any other coalition sum to 0 over the players.
 """
 
 from __future__ import annotations
