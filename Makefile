@@ -126,7 +126,7 @@ dtype-check: setup
 # Every paper figure and table from results/ alone (no model).
 figures: setup
 	$(BIN)/papermill -k python3 --no-progress-bar notebooks/02_paper_figures.ipynb results/notebooks/02_paper_figures.ipynb
-	$(BIN)/python -c "from lsi.notebook_outputs import strip_images; strip_images('results/notebooks/02_paper_figures.ipynb')"
+	$(BIN)/python -c "from lsi.notebook_outputs import compact_outputs; compact_outputs('results/notebooks/02_paper_figures.ipynb')"
 
 # Regenerate the .ipynb files from their percent-format .py sources (the .py files are the source).
 notebooks: setup

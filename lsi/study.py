@@ -28,7 +28,7 @@ import yaml
 
 from lsi.config import DEFAULTS, RunConfig
 from lsi.errors import UserError
-from lsi.notebook_outputs import strip_images
+from lsi.notebook_outputs import compact_outputs
 
 # The cell notebook's parameters with their defaults: the fields of the run configuration.
 PARAMETERS: dict[str, object] = DEFAULTS.parameters()
@@ -402,7 +402,7 @@ def _execute(label: str, source: Path, output: Path, parameters: dict[str, objec
     except Exception as err:  # a kernel that died or never started, an unreadable notebook, ...
         message = _one_line(f"{type(err).__name__}: {err}")
         return Outcome(label, output, "failed", time.perf_counter() - start, message)
-    strip_images(output)  # the figures notebook writes every figure to figures_dir; records stay small
+    compact_outputs(output)  # the figures notebook writes every figure to figures_dir; records stay small
     return Outcome(label, output, "ran", time.perf_counter() - start)
 
 

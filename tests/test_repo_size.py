@@ -9,8 +9,9 @@ until the pruning curves of the other two models and the held-out PIQA scores (a
 cell, all slimmed already) were. The figures' PDFs are not tracked (`make figures` writes them).
 Float16 margins in the slimmed bfloat16 stores (docs/results-on-disk.md) brought the tracked files
 from 49.7 MiB back to about 40 MiB, and 256-colour palette PNGs (`lsi.style.save`, 6.8 MB of PNGs
-to 2.8 MB) from 46.4 MiB to 42.3 MiB; the limit stays at 50 MiB for the estimator benchmark on the
-large games and the 1.5B study.
+to 2.8 MB) from 46.4 MiB to 42.3 MiB, and executed notebooks with each progress bar at its last
+state (`lsi.notebook_outputs.compact_outputs`) to 41.2 MiB; the limit stays at 50 MiB for the
+estimator benchmark on the large games and the 1.5B study.
 """
 
 from __future__ import annotations
