@@ -24,8 +24,7 @@ from sklearn.ensemble import GradientBoostingRegressor
 
 from lsi.errors import UserError
 from lsi.estimators.base import Estimator, Ledger, Run
-from lsi.estimators.regression_msr import MIN_DRAWS, Fit, adjusted_estimate, msr_min_budget
-from lsi.estimators.sampling import draw_units
+from lsi.estimators.regression_msr import Fit, adjusted_estimate, msr_draws, msr_min_budget
 from lsi.game import Game
 
 ADJUSTMENTS = ("msr", "none")
@@ -114,9 +113,7 @@ def proxyshap(
         raise UserError(f"adjustment must be one of {', '.join(ADJUSTMENTS)}; got {adjustment!r}")
     if not (isinstance(trees, int) and trees >= 1 and isinstance(depth, int) and depth >= 1):
         raise UserError(f"trees and depth must be positive integers; got {trees!r} and {depth!r}")
-    sample = draw_units(ledger.n_players, budget, seed, paired=pairing, min_draws=MIN_DRAWS)
-    if 0 < sample.info["draws"] < MIN_DRAWS:
-        raise UserError(f"'proxyshap' needs at least {MIN_DRAWS} draws; raise the budget")
+    sample = msr_draws("proxyshap", ledger.n_players, budget, seed, pairing)
     fit = tree_fit(trees, depth, learning_rate, seed)
     adjust = adjustment == "msr"
 

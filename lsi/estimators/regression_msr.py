@@ -103,6 +103,14 @@ def adjusted_estimate(
     return np.mean(estimates, axis=0), np.sqrt(np.sum(variances, axis=0)) / 2
 
 
+def msr_draws(estimator: str, n: int, budget: int, seed: int, pairing: bool) -> CoalitionSample:
+    """`draw_units` with at least one draw per half, or none at all (every class enumerated)."""
+    sample = draw_units(n, budget, seed, paired=pairing, min_draws=MIN_DRAWS)
+    if 0 < sample.info["draws"] < MIN_DRAWS:
+        raise UserError(f"'{estimator}' needs at least {MIN_DRAWS} draws; raise the budget")
+    return sample
+
+
 def polynomial_fit(degree: int) -> Fit:
     """PolySHAP's constrained polynomial regression of `degree` as a surrogate."""
     return lambda rows, values, weights, v_empty, v_full: fit_polynomial(
@@ -113,9 +121,7 @@ def polynomial_fit(degree: int) -> Fit:
 def regression_msr(ledger: Ledger, budget: int, seed: int, degree: int = 1, pairing: bool = True) -> Run:
     n = ledger.n_players
     _check(n, degree)
-    sample = draw_units(n, budget, seed, paired=pairing, min_draws=MIN_DRAWS)
-    if 0 < sample.info["draws"] < MIN_DRAWS:
-        raise UserError(f"'regression_msr' needs at least {MIN_DRAWS} draws; raise the budget")
+    sample = msr_draws("regression_msr", n, budget, seed, pairing)
 
     fit = polynomial_fit(degree)
 
