@@ -24,8 +24,7 @@ from sklearn.ensemble import GradientBoostingRegressor
 
 from lsi.errors import UserError
 from lsi.estimators.base import Estimator, Ledger, Run
-from lsi.estimators.regression_msr import Fit, adjusted_estimate, msr_draws, msr_min_budget
-from lsi.game import Game
+from lsi.estimators.regression_msr import Fit, adjusted_run, msr_draws, msr_min_budget
 
 ADJUSTMENTS = ("msr", "none")
 IMPLEMENTATION = (
@@ -114,20 +113,9 @@ def proxyshap(
     if not (isinstance(trees, int) and trees >= 1 and isinstance(depth, int) and depth >= 1):
         raise UserError(f"trees and depth must be positive integers; got {trees!r} and {depth!r}")
     sample = msr_draws("proxyshap", ledger.n_players, budget, seed, pairing)
-    fit = tree_fit(trees, depth, learning_rate, seed)
-    adjust = adjustment == "msr"
-
-    def solve(game: Ledger | Game) -> np.ndarray:
-        return adjusted_estimate(sample, game.value(sample.coalitions), fit, adjust)[0]
-
-    values, stderr = adjusted_estimate(sample, ledger.value(sample.coalitions), fit, adjust)
     info = {"implementation": IMPLEMENTATION, "adjustment": adjustment, "trees": trees, "depth": depth}
-    return Run(
-        values=values,
-        stderr=stderr,
-        info=info | {"learning_rate": learning_rate, **sample.info},
-        replay=solve,
-    )
+    fit = tree_fit(trees, depth, learning_rate, seed)
+    return adjusted_run(ledger, sample, fit, info | {"learning_rate": learning_rate}, adjustment == "msr")
 
 
 PROXYSHAP = Estimator(name="proxyshap", run=proxyshap, min_budget=msr_min_budget, efficient=True)

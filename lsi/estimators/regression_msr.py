@@ -103,6 +103,17 @@ def adjusted_estimate(
     return np.mean(estimates, axis=0), np.sqrt(np.sum(variances, axis=0)) / 2
 
 
+def adjusted_run(ledger: Ledger, sample: CoalitionSample, fit: Fit, info: dict, adjust: bool = True) -> Run:
+    """`adjusted_estimate` on the ledger, with a replay on any other game (the bootstrap's) over the same
+    coalitions and the sample's description in `info`."""
+
+    def solve(game: Ledger | Game) -> np.ndarray:
+        return adjusted_estimate(sample, game.value(sample.coalitions), fit, adjust)[0]
+
+    values, stderr = adjusted_estimate(sample, ledger.value(sample.coalitions), fit, adjust)
+    return Run(values=values, stderr=stderr, info=info | sample.info, replay=solve)
+
+
 def msr_draws(estimator: str, n: int, budget: int, seed: int, pairing: bool) -> CoalitionSample:
     """`draw_units` with at least one draw per half, or none at all (every class enumerated)."""
     sample = draw_units(n, budget, seed, paired=pairing, min_draws=MIN_DRAWS)
@@ -122,18 +133,8 @@ def regression_msr(ledger: Ledger, budget: int, seed: int, degree: int = 1, pair
     n = ledger.n_players
     _check(n, degree)
     sample = msr_draws("regression_msr", n, budget, seed, pairing)
-
-    fit = polynomial_fit(degree)
-
-    def solve(game: Ledger | Game) -> np.ndarray:
-        return adjusted_estimate(sample, game.value(sample.coalitions), fit)[0]
-
-    values, stderr = adjusted_estimate(sample, ledger.value(sample.coalitions), fit)
-    return Run(
-        values=values,
-        stderr=stderr,
-        info={"implementation": IMPLEMENTATION, "degree": degree, **sample.info},
-        replay=solve,
+    return adjusted_run(
+        ledger, sample, polynomial_fit(degree), {"implementation": IMPLEMENTATION, "degree": degree}
     )
 
 
