@@ -177,12 +177,13 @@ def evaluate(reference_file: Path, out: Path) -> None:
     split, reliability = ref.split_half()
     meta = game.store.meta
     header = (
-        f"{meta['model']['title']} | {meta['task']} ({meta['n_docs']} docs) | {meta['dtype']} | value "
-        f"{record['value']} | {n} players | medians over seeds {SEEDS[0]}-{SEEDS[-1]} | {len(frame)} of "
-        f"{len(runs(n))} planned estimates scored\n"
+        f"{meta['model']['title']} | {meta['task']} ({meta['split']}, {meta['n_docs']} docs) | "
+        f"{meta['dtype']} | value {record['value']} | {n} players | medians over seeds "
+        f"{SEEDS[0]}-{SEEDS[-1]} | {len(frame)} of {len(runs(n))} planned estimates scored\n"
         f"reference: {ref.pairs} antithetic walk pairs ({reference_file}); split-half Spearman {split:.3f}, "
         f"{reliability:.3f} for all pairs; its own MSE (mean squared error) {np.mean(ref.stderr**2):.3g}\n"
-        f"made {now()} with " + ", ".join(f"{k} {v}" for k, v in versions().items())
+        f"store {game.store.path} (weights sha256 {meta['weights_sha256'][:16]}) | made {now()} with "
+        + ", ".join(f"{k} {v}" for k, v in versions().items())
     )
     (out / f"{stem}.md").write_text(f"{header}\n\n{summary.to_markdown(index=False, floatfmt='.4g')}\n")
     print(header)
