@@ -6,6 +6,7 @@ the model, task, metric, document count, dtype and estimator, so a figure read a
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -16,6 +17,8 @@ from matplotlib.patches import Patch
 
 from lsi import style
 from lsi.estimators import ESTIMATORS
+
+TITLE_WIDTH = 130  # characters of a title line at the page width
 
 
 def _kind_legend(fig: plt.Figure, kinds: Sequence[str], extra: Sequence = ()) -> None:
@@ -212,7 +215,8 @@ def estimator_error(frame: pd.DataFrame, title: str) -> plt.Figure:
             ax.set_title(label)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 7))
-    fig.suptitle(title)
+    # the benchmark's provenance lines run past the page; wrapped, they leave the panels their width
+    fig.suptitle("\n".join(textwrap.fill(line, TITLE_WIDTH) for line in title.splitlines()))
     return fig
 
 

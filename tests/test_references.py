@@ -137,5 +137,11 @@ def test_the_estimator_figure_keeps_every_budget_short_of_enumeration():
     assert points == {"window (paper)": (22, 0.1), "window_efficient": (23, 0.01)}  # fixed costs: points
     exact = {"estimator": "exact", "budget": 64, "seed": 0, "evaluations": 64, "mse": 0.0, "spearman": 1.0}
     small = pd.DataFrame([*rows, window | {"top3_precision": 1.0}, exact | {"top3_precision": 1.0}])
-    fig = figures.estimator_error(small, "enumerated")
+    provenance = "store results/scores/m/t/sublayer-bfloat16-limit200 | made with " + ", ".join(
+        ["pkg 1.0"] * 30
+    )
+    fig = figures.estimator_error(small, f"enumerated\n{provenance}")
     assert list(fig.axes[0].lines[0].get_xdata()) == [8, 24] and fig.axes[0].get_title() == "MSE vs exact"
+    lines = fig.get_suptitle().splitlines()  # long provenance lines wrap, their words all kept
+    assert lines[0] == "enumerated" and len(lines) > 2 and max(map(len, lines)) <= figures.TITLE_WIDTH
+    assert " ".join(lines[1:]) == provenance
