@@ -68,9 +68,13 @@ ablate: setup
 study: setup
 	$(BIN)/lsi study $(STUDY)
 
-# The 1.5B model under the paper's protocol (studies/scale.yaml): hours per task on a CPU, resumable.
+# The 1.5B model under the paper's protocol (studies/scale.yaml), then its float32 twin: the single-player
+# ablation on ARC-Easy's 200 documents in float32 (02_paper_figures counts the answers that flip).
+# Hours per task on a CPU; rerun to resume.
 scale-study: models-1.5b
 	$(BIN)/lsi study studies/scale.yaml --no-figures
+	$(BIN)/lsi ablate --model qwen2.5-coder-1.5b --task arc_easy --limit 200 --granularity sublayer \
+		--dtype float32 --json > /dev/null
 
 # Pruning curves of the measures on the study's 1000-document bfloat16 stores (docs/pruning.md),
 # MODEL:TASK:GRANULARITY cells in turn, skipping finished ones; each resumes from its store. PIQA's
