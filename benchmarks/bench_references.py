@@ -153,14 +153,17 @@ def score(reference_file: Path) -> None:
     )
     if config.store_path().resolve() != store.path.resolve():
         raise SystemExit(f"the reference's store {store.path} is not where {config} scores")
-    # one budget at a time, smallest first: a run stopped early leaves whole estimates to evaluate
+    # One budget at a time, smallest first, and within it one seed at a time: a run stopped early
+    # leaves whole estimates to evaluate, every estimator with the same seeds.
     n = game.n_players
     scorer, total = LazyScorer(config), 0
     for budget in sorted({b or 0 for _, b, _ in runs(n)}):
         group = [r for r in runs(n) if (r[1] or 0) == budget]
-        coalitions = list(dict.fromkeys(c for name, b, s in group for c in planned_coalitions(name, n, b, s)))
-        total += len(ensure_scored(store, coalitions, scorer))
-        print(f"budget {budget or 'window'}: every coalition stored ({len(coalitions)})")
+        for seed in sorted({s for _, _, s in group}):
+            runs_of_seed = [r for r in group if r[2] == seed]
+            coalitions = (c for name, b, s in runs_of_seed for c in planned_coalitions(name, n, b, s))
+            total += len(ensure_scored(store, coalitions, scorer))
+        print(f"budget {budget or 'window'}: every coalition stored")
     print(f"scored {total} coalitions into {store.path}")
 
 
