@@ -45,6 +45,7 @@ import psutil
 import torch
 
 from lsi.estimators import estimator_options, planned_coalitions, resolve_budget
+from lsi.hardware import cpu_label
 from lsi.jobs import plan_units
 from lsi.models import LoadedModel, load_model
 from lsi.pipeline import ablation_coalitions
@@ -220,7 +221,7 @@ def _result(
         "model": lm.identity.as_dict(),
         "weights_sha256": lm.identity.weights_sha256,
         "dtype": args.dtype,
-        "device": "cpu",
+        "device": cpu_label(),
         "threads": args.threads,
         "granularity": "sublayer",
         "players": n_players,

@@ -13,8 +13,8 @@ estimate sharing its walks would agree with it for the wrong reason. `plan` and 
 a temporary folder unless `--out` names one (`--out results/estimator_benchmark` for the committed
 tables).
 
-Hours are predicted from the store's own CPU rows: seconds = a + b x (share of players kept), fitted by
-least squares, since a coalition that skips layers costs less.
+Hours are predicted from the store's own CPU rows (this CPU's where there are enough): seconds = a + b x
+(share of players kept), fitted by least squares, since a coalition that skips layers costs less.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import pandas as pd
 
 from lsi.analysis import estimator_summary
 from lsi.estimators import ESTIMATORS, planned_coalitions
+from lsi.hardware import cpu_label
 from lsi.provenance import now, versions
 from lsi.references import against_reference, load_reference, reference_game
 from lsi.store import ScoreStore
@@ -70,14 +71,16 @@ def runs(n: int, estimators: tuple[str, ...] = COMPARED) -> list[tuple[str, int 
     return out
 
 
-def seconds_model(store: ScoreStore) -> tuple[float, float]:
-    """(a, b) of seconds = a + b x kept share, from the store's CPU rows."""
+def seconds_model(store: ScoreStore) -> tuple[float, float, list[str]]:
+    """(a, b) of seconds = a + b x kept share, and the CPUs timed: this CPU's rows where the store has
+    enough of them, otherwise every CPU row (rows from before rows named their CPU say just "cpu")."""
     frame = store.frame()
-    cpu = frame[frame["device"] == "cpu"]
+    here = frame[frame["device"] == cpu_label()]
+    cpu = here if len(here) >= 20 else frame[frame["device"].str.startswith("cpu")]
     if len(cpu) < 20:
-        raise SystemExit(f"{store.path} has {len(cpu)} rows scored on this CPU: too few to predict hours")
+        raise SystemExit(f"{store.path} has {len(cpu)} rows scored on a CPU: too few to predict hours")
     b, a = np.polyfit(cpu["n_kept"] / len(store.meta["players"]), cpu["seconds"], 1)
-    return float(a), float(b)
+    return float(a), float(b), sorted(set(cpu["device"]))
 
 
 def planned(n: int) -> dict[str, set[str]]:
@@ -92,7 +95,7 @@ def plan(reference_file: Path, out: Path) -> None:
     record, game = reference_game(reference_file)
     store, n = game.store, game.n_players
     stored = set(store.coalitions())
-    a, b = seconds_model(store)
+    a, b, timed_on = seconds_model(store)
 
     def hours(coalitions: set[str]) -> float:
         return (a * len(coalitions) + b * sum(c.count("1") for c in coalitions) / n) / 3600
@@ -127,7 +130,7 @@ def plan(reference_file: Path, out: Path) -> None:
         "per_estimator": rows,
         "distinct": len(every),
         "to_score": len(missing),
-        "seconds_per_coalition": {"a": a, "b_per_kept_share": b},
+        "seconds_per_coalition": {"a": a, "b_per_kept_share": b, "timed_on": timed_on},
         "cpu_hours": hours(missing),
         "versions": versions(),
         "created": now(),

@@ -9,7 +9,9 @@ every operand instead: there a bfloat16 forward pass is several times *slower* t
 from __future__ import annotations
 
 import functools
+import platform
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -27,6 +29,25 @@ def native_bfloat16(device: str) -> bool:
         probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
         return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
     return False
+
+
+@functools.cache
+def cpu_label() -> str:
+    """The CPU as a score row names it: a row's seconds mean little without it, since the same bfloat16
+    coalition takes about fifteen times longer on an AVX2-only CPU than on one with AMX."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    name = models[0] if models else platform.processor() or "unknown CPU"
+    bfloat16 = "native" if native_bfloat16("cpu") else "emulated"
+    return f"cpu: {name}, {torch.backends.cpu.get_cpu_capability()}, bfloat16 {bfloat16}"
+
+
+def device_label(device: torch.device) -> str:
+    """What ran a coalition, as its store row records it: the GPU's name, or the CPU's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_label() if device.type == "cpu" else str(device)
 
 
 def resolve_dtype(dtype: DType, device: str) -> DType:

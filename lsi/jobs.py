@@ -26,6 +26,7 @@ from torch import nn
 from lsi.engine import Batch, Engine, TokenRequest, make_batches, score_requests
 from lsi.errors import UserError
 from lsi.generation import Generated, GenerationRequest, generate, generate_coalitions
+from lsi.hardware import device_label
 from lsi.masking import skip
 from lsi.players import Player, list_players, removed_players
 
@@ -181,8 +182,7 @@ class Worker:
 
     @property
     def device(self) -> str:
-        device = self.engine.device
-        return torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
+        return device_label(self.engine.device)
 
     def batches(self, job: ScoringJob) -> list[Batch]:
         if job.key != self._job_key:

@@ -137,16 +137,18 @@ def _per_document(part: Path, table: pa.Table, n_docs: int | None) -> list[Probl
 def _non_finite(part: Path, table: pa.Table) -> list[Problem]:
     problems = []
     # Requests a scorer found non-finite and recorded (`nonfinite`): known, left out of values, not damage.
-    flagged = (
-        np.asarray(table.column("nonfinite").to_pylist(), dtype=float) > 0
+    # Rows from parts written before the column existed hold nulls once merged: none recorded.
+    counts = (
+        table.column("nonfinite").fill_null(0).to_numpy()
         if "nonfinite" in table.column_names
-        else np.zeros(table.num_rows, dtype=bool)
+        else np.zeros(table.num_rows, dtype=int)
     )
+    flagged = counts > 0
     scores = np.asarray(table.column("score").to_numpy(zero_copy_only=False), dtype=float)
     bad_scores = int((~np.isfinite(scores) & ~flagged).sum())
     if bad_scores:
         problems.append(Problem(part, "non-finite", f"{bad_scores} score(s)"))
-    recorded = sum(table.column("nonfinite").to_pylist()) if "nonfinite" in table.column_names else 0
+    recorded = int(counts.sum())
     for name in FINITE_LISTS:
         if name in table.column_names:
             values = table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)

@@ -17,6 +17,7 @@ import pytest
 
 from lsi.config import RunConfig
 from lsi.errors import UserError
+from lsi.hardware import cpu_label
 from lsi.jobs import plan_units
 from lsi.pipeline import build_scorer, shapley
 from lsi.players import single_removals
@@ -79,7 +80,8 @@ def test_ablation_and_kernelshap_equal_the_local_backend(local_ray, tmp_path: Pa
         assert any(len(u.batches) < len(there.batch_costs) for u in plan_units(few, there.batch_costs, 2))
         _assert_same(here.scores(few, progress=False), there.scores(few, progress=False), few)
         assert there.store.frame()["coalition"].is_unique
-        assert set(there.store.frame()["device"]) == {"cpu"} and there.store.meta["device"] == "ray: 2 x cpu"
+        assert set(there.store.frame()["device"]) == {cpu_label()}
+        assert there.store.meta["device"] == "ray: 2 x cpu"
     finally:
         there.close()
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from lsi import remote
+from lsi.hardware import cpu_label
 from lsi.models import gguf_path
 from lsi.remote import PART_BYTES, _load_weights, _save_weights, export_job, import_scores, run_job
 from lsi.scoring import Scorer
@@ -51,7 +52,7 @@ def test_round_trip_equals_local_scoring(smollm, tmp_path: Path, weights: str) -
     for c in coalitions:
         np.testing.assert_allclose(theirs.at[c, "loglik"], ours.at[c, "loglik"], rtol=2e-5, atol=1e-4)
         assert np.array_equal(theirs.at[c, "doc_acc_norm"], ours.at[c, "doc_acc_norm"])
-    assert set(theirs["device"]) == {"cpu"}
+    assert set(theirs["device"]) == {cpu_label()}
 
 
 def _run_elsewhere(blocked: str, job: Path, out: Path, *options: str) -> None:

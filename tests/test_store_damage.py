@@ -109,6 +109,13 @@ def test_wrong_coalitions_duplicates_and_non_finite_values_are_reported(store):
     assert [(p.kind, p.detail) for p in check(store.path)] == [("non-finite", "1 value(s) in loglik")]
 
 
+def test_merged_rows_from_before_the_nonfinite_column_check_clean(store):
+    """Parts merged from writers with and without `nonfinite` hold nulls there: none recorded, not damage."""
+    store.append(_rows(["0011", "0101"]).assign(nonfinite=pd.array([1, None], dtype="Int64")))
+    store.append(_rows(["1001"]).assign(loglik=[np.array([np.inf, 0, 0, 0], dtype=np.float32)]))
+    assert [(p.kind, p.detail) for p in check(store.path)] == [("non-finite", "1 value(s) in loglik")]
+
+
 @pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", json.dumps({"format": 1}).encode()])
 def test_damaged_metadata_is_named_with_the_fix(store, content):
     (store.path / "meta.json").write_bytes(content)
