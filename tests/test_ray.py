@@ -81,7 +81,7 @@ def test_ablation_and_kernelshap_equal_the_local_backend(local_ray, tmp_path: Pa
         _assert_same(here.scores(few, progress=False), there.scores(few, progress=False), few)
         assert there.store.frame()["coalition"].is_unique
         assert set(there.store.frame()["device"]) == {cpu_label()}
-        assert there.store.meta["device"] == "ray: 2 x cpu"
+        assert there.store.meta["device"] == f"ray: 2 x {cpu_label()}"
     finally:
         there.close()
 
