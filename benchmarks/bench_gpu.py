@@ -37,6 +37,7 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from lsi.engine import Engine, TokenRequest, lm_eval_input, make_batches, score_requests
+from lsi.hardware import device_label
 from lsi.masking import zeroed
 from lsi.players import Player, list_players, removed_players, window_coalitions
 
@@ -278,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "argv": list(sys.argv[1:] if argv is None else argv),
         "torch": torch.__version__, "transformers": transformers.__version__,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device": device_label(device),
         "model": "tiny" if args.tiny else "llama-3-8b",
         "docs": args.docs, "requests": len(requests), "useful_tokens_per_coalition": useful,
         "peak_bf16_tflops": peak, "paths": paths, "bf16_vs_paper": agreement(paper, lsi16, requests),
