@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 
 from lsi.report import CONFIGURATION
 
@@ -46,8 +46,9 @@ def depth_correlation(
         target = large[large["kind"] == kind].sort_values("depth")
         interpolated = np.interp(target["depth"], s["depth"], s["value"])
         observed = spearmanr(interpolated, target["value"]).statistic
-        shuffled = np.array(
-            [spearmanr(interpolated, rng.permutation(target["value"])).statistic for _ in range(permutations)]
+        ranks = rankdata(target["value"])  # shuffling values then ranking = shuffling their ranks
+        shuffled = _pearson_rows(
+            rankdata(interpolated), np.stack([rng.permutation(ranks) for _ in range(permutations)])
         )
         hits = int(np.sum(np.abs(shuffled) >= abs(observed) - 1e-12))
         rows.append(
@@ -61,6 +62,15 @@ def depth_correlation(
             }
         )
     return pd.DataFrame(rows)
+
+
+def _pearson_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The Pearson correlation of `x` with each row, at once: Spearman's statistic when both hold ranks.
+    A loop of `spearmanr` calls took about 10 s per kind at 10,000 permutations."""
+    xc = x - x.mean()
+    rc = rows - rows.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant profile has no correlation: nan
+        return rc @ xc / np.sqrt((rc**2).sum(axis=1) * (xc @ xc))
 
 
 def family_pairs(stores: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 
 from lsi import figures
 from lsi.scale import compare_sizes, depth_correlation, depth_profile, family_pairs, relative_depths
@@ -43,6 +44,20 @@ def test_the_same_shape_at_two_depths_correlates_and_an_unrelated_one_does_not()
     assert (flipped["spearman"] < -0.99).all() and (flipped["p_value"] < 0.001).all()  # two-sided
     unrelated = depth_correlation(small, _profile(28, lambda d: 0 * d + 1, noise=1.0), permutations=2000)
     assert (unrelated["spearman"].abs() < 0.5).all() and (unrelated["p_value"] > 0.01).all()
+
+
+def test_the_permutation_p_value_is_what_a_loop_of_spearmanr_gives_with_ties():
+    small = _profile(24, np.sin, noise=0.5)
+    large = _profile(28, np.cos, noise=0.5).assign(value=lambda f: f["value"].round(1))  # tied values
+    table = depth_correlation(small, large, permutations=300, seed=3)
+    rng = np.random.default_rng(3)
+    for row in table.itertuples():
+        s, target = (p[p["kind"] == row.kind].sort_values("depth") for p in (small, large))
+        x = np.interp(target["depth"], s["depth"], s["value"])
+        observed = spearmanr(x, target["value"]).statistic
+        shuffled = [spearmanr(x, rng.permutation(target["value"])).statistic for _ in range(300)]
+        hits = sum(abs(r) >= abs(observed) - 1e-12 for r in shuffled)
+        assert row.spearman == observed and row.p_value == (hits + 1) / 301
 
 
 def test_one_model_against_itself_is_a_perfect_match():
