@@ -26,7 +26,7 @@ from torch import nn
 from lsi.engine import Batch, Engine, TokenRequest, make_batches, score_requests
 from lsi.errors import UserError
 from lsi.generation import Generated, GenerationRequest, generate, generate_coalitions
-from lsi.hardware import device_label
+from lsi.hardware import bfloat16_matmuls, device_label
 from lsi.masking import skip
 from lsi.players import Player, list_players, removed_players
 
@@ -193,7 +193,7 @@ class Worker:
         batches = self.batches(job)
         chosen = [batches[i] for i in unit.batches]
         start = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), bfloat16_matmuls(self.engine.device):
             loglik, greedy = score_requests(self.engine, chosen, unit.coalitions, job.n_requests, on_batch)
         generated = ()
         if job.generation:
@@ -212,10 +212,11 @@ class Worker:
         if self.decode is None:
             raise UserError("this worker has no tokenizer, which generation needs for its stop strings")
         model, removed = self.engine.model, [removed_players(c, self.players) for c in coalitions]
-        if len(removed) == 1:
-            with skip(model, removed[0]):
-                return (tuple(generate(model, job.generation, self.decode)),)
-        together = generate_coalitions(model, job.generation, removed, self.decode, GENERATION_ROWS)
+        with bfloat16_matmuls(self.engine.device):
+            if len(removed) == 1:
+                with skip(model, removed[0]):
+                    return (tuple(generate(model, job.generation, self.decode)),)
+            together = generate_coalitions(model, job.generation, removed, self.decode, GENERATION_ROWS)
         return tuple(map(tuple, together))
 
 

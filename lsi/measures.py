@@ -28,6 +28,7 @@ from torch import nn
 
 from lsi.architectures import architecture, get_path
 from lsi.engine import TokenRequest, lm_eval_input
+from lsi.hardware import bfloat16_matmuls
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def one_pass_measures(
     drop = torch.zeros(n, 2, dtype=torch.float64)
     angular = torch.zeros(n + 1, n + 1, dtype=torch.float64)
     tokens = 0
-    with branch_outputs(model) as seen, torch.no_grad():
+    with branch_outputs(model) as seen, torch.no_grad(), bfloat16_matmuls(device):
         for batch in _batches(sequences, batch_tokens):
             lengths = torch.tensor([len(s) for s in batch])
             ids = torch.full((len(batch), int(lengths.max())), pad_id, dtype=torch.long)
