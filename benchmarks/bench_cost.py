@@ -11,7 +11,7 @@ protocol the new model follows) in studies/paper.yaml (200 documents) and studie
 Per task, `--sample` of those coalitions (the full model and a random draw) are scored on the first
 `--docs` documents in one `Scorer.scores` call, as a study scores them. Their cost differs from the
 study's: the engine's prefix tree shares work among the coalitions of one unit, and the scorer caps a
-unit at `UNIT_S` seconds, so at 200 documents a unit holds fewer coalitions and shares less. The
+unit (`unit_cost_cap`), so at 200 documents a unit holds fewer coalitions and shares less. The
 projection therefore uses the planner's cost model (`plan_units`: player runs x padded tokens, checked
 within 15% by bench_scaleout): seconds per unit of cost measured on the sample, times the planned
 cost of every study coalition over the first N documents' batches, planned as `Scorer.scores` plans
@@ -50,7 +50,7 @@ from lsi.jobs import plan_units
 from lsi.models import LoadedModel, load_model
 from lsi.pipeline import ablation_coalitions
 from lsi.provenance import now, versions
-from lsi.scoring import UNIT_S, Scorer
+from lsi.scoring import Scorer, unit_cost_cap
 from lsi.study import load_grid
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,10 +84,11 @@ def planned_cost(
     coalitions: Sequence[str], batch_costs: Sequence[int], chunk_size: int, rate: float
 ) -> float:
     """Cost of scoring `coalitions` in one `Scorer.scores` call at `rate` seconds per unit of cost, planned
-    as the scorer plans it: a first round of two coalitions, then units capped at UNIT_S seconds."""
+    as the scorer plans it: a first round of two coalitions, then units capped by `unit_cost_cap`."""
     todo = sorted(set(coalitions), reverse=True)
     units = plan_units(todo[:2], batch_costs, 1, chunk_size)
-    units += plan_units(todo[2:], batch_costs, 1, chunk_size, UNIT_S / rate)
+    if todo[2:]:
+        units += plan_units(todo[2:], batch_costs, 1, chunk_size, unit_cost_cap(todo[2:], batch_costs, rate))
     return sum(u.cost for u in units)
 
 

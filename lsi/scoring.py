@@ -61,10 +61,22 @@ def near_tie(values: Sequence[float], tolerance: float = TIE_TOLERANCE) -> bool:
 
 
 WAIT_S = 2.0  # how often a writer looks whether another has stored what it claimed
-UNIT_S = 120.0  # a work unit's target length: what a stopped run may lose
+UNIT_S = 120.0  # a work unit's target length: what a stopped run may lose...
+# ... unless a coalition takes longer than UNIT_S / UNIT_COALITIONS (a 1.5B model on a CPU): a unit then
+# holds this many coalitions' work, so that they still share their prefixes in the engine's tree.
+UNIT_COALITIONS = 4
 # Coalitions of a generative unit, decoded together (`lsi.routing`) so that their long tails share
 # steps; fewer where UNIT_S asks for it.
 GENERATION_CHUNK = 8
+
+
+def unit_cost_cap(coalitions: Sequence[str], batch_costs: Sequence[int], rate: float) -> float:
+    """The most planned cost (`plan_units`' units) one unit may hold at `rate` seconds per unit of cost:
+    UNIT_S of work, or UNIT_COALITIONS of the coalitions' cost alone (kept players and the head over
+    every batch) if that is more. One coalition per unit shares no prefix: for a single-player ablation
+    that is about 1.6 times the layer-forwards of units of four (`benchmarks/bench_units.py`)."""
+    alone = (max(c.count("1") for c in coalitions) + 1) * sum(batch_costs)
+    return max(UNIT_S / rate, UNIT_COALITIONS * alone)
 
 
 class Backend(Protocol):
@@ -228,8 +240,9 @@ class Scorer:
         return self.store.frame().set_index("coalition").loc[wanted].reset_index()
 
     def _score(self, coalitions: list[str], progress: bool) -> None:
-        """Score in units of at most about UNIT_S seconds each, so that a stopped run loses no more:
-        a first round of two coalitions measures the seconds per unit of cost, if not known yet."""
+        """Score in units of at most about UNIT_S seconds each (`unit_cost_cap`), so that a stopped run
+        loses no more: a first round of two coalitions measures the seconds per unit of cost, if not
+        known yet."""
         todo = sorted(coalitions, reverse=True)
         bar = tqdm(
             total=len(todo) * len(self.batch_costs),
@@ -240,7 +253,7 @@ class Scorer:
         with bar:
             while todo:
                 take, todo = (todo, []) if self._rate else (todo[:2], todo[2:])
-                limit = UNIT_S / self._rate if self._rate else None
+                limit = unit_cost_cap(take, self.batch_costs, self._rate) if self._rate else None
                 units = (
                     plan_units(take, self.batch_costs, 1, GENERATION_CHUNK, limit)  # all batches
                     if self.generation

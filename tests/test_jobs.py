@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from lsi.engine import TokenRequest
 from lsi.generation import GenerationRequest
 from lsi.jobs import ScoringJob, Unit, UnitResult, executed_players, plan_units
-from lsi.scoring import _Assembly
+from lsi.scoring import UNIT_COALITIONS, UNIT_S, _Assembly, unit_cost_cap
 
 REQUESTS = [TokenRequest((1, 2, 3), (4,)), TokenRequest((1, 2, 3), (5, 6)), TokenRequest((7,), (8, 9, 10))]
 
@@ -96,3 +96,21 @@ def test_a_cost_cap_bounds_every_unit_that_a_single_coalition_allows(coalitions,
     assert all(u.cost <= max_cost or len(u.coalitions) == 1 for u in units)
     covered = Counter((c, b) for u in units for c in u.coalitions for b in u.batches)
     assert set(covered.values()) == {1} and len(covered) == len(coalitions) * len(batches)
+
+
+@pytest.mark.parametrize("seconds", [2.0, 300.0])  # one coalition alone: SmolLM2, and a 1.5B model on a CPU
+def test_a_unit_holds_two_minutes_or_four_slow_coalitions_that_share_their_prefixes(seconds) -> None:
+    n, batches = 56, [4096, 4096, 2048]
+    ablation = ["1" * n] + ["1" * i + "0" + "1" * (n - i - 1) for i in range(n)]
+    rate = seconds / ((n + 1) * sum(batches))  # seconds per unit of cost, the full model alone
+    cap = unit_cost_cap(ablation, batches, rate)
+    units = plan_units(ablation, batches, 1, chunk_size=32, max_cost=cap)
+    assert max(u.cost * rate for u in units) <= max(UNIT_S, UNIT_COALITIONS * seconds) + 1e-9
+    if seconds * UNIT_COALITIONS <= UNIT_S:
+        assert cap * rate == pytest.approx(UNIT_S)
+        return
+    # A cap of UNIT_S alone would give one coalition per unit, sharing nothing.
+    alone = plan_units(ablation, batches, 1, chunk_size=32, max_cost=UNIT_S / rate)
+    assert {len(u.coalitions) for u in alone} == {1}
+    assert min(len(u.coalitions) for u in units) > 1
+    assert sum(u.cost for u in alone) / sum(u.cost for u in units) > 1.5
