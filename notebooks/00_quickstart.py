@@ -32,7 +32,7 @@
 # Every scored coalition goes to a score store under `results_dir`: rerunning is instant, and an
 # interrupted run loses nothing. The store's name says the dtype the tour ran in: `dtype="auto"` takes
 # bfloat16, the study's setting, where the hardware multiplies it natively, and float32 elsewhere, where
-# emulated bfloat16 would be several times slower.
+# bfloat16 would be no faster and only round more.
 
 # %% [markdown]
 # On Colab, install `lsi` and its offline assets first (Binder and a local `make setup` already have them).
