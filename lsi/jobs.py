@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -308,22 +310,39 @@ def plan_units(
     wanted = 1 if workers == 1 else 4 * workers
     parts = _balanced_groups(batch_tokens, min(len(batch_tokens), wanted))
     n_chunks = min(len(coalitions), max(-(-len(coalitions) // chunk_size), -(-wanted // len(parts))))
-    units = _units(coalitions, n_chunks, parts, batch_tokens)
-    while max_cost is not None and n_chunks < len(coalitions) and units[0].cost > max_cost:
-        n_chunks = min(len(coalitions), 2 * n_chunks)
-        units = _units(coalitions, n_chunks, parts, batch_tokens)
-    return units
-
-
-def _units(
-    coalitions: list[str], n_chunks: int, parts: list[tuple[int, ...]], batch_tokens: Sequence[int]
-) -> list[Unit]:
-    """Coalitions in `n_chunks` near-equal consecutive chunks, each over every batch group, costliest
-    first."""
     bounds = [len(coalitions) * k // n_chunks for k in range(n_chunks + 1)]
+    units = _units([coalitions[a:b] for a, b in itertools.pairwise(bounds)], parts, batch_tokens)
+    if max_cost is None or units[0].cost <= max_cost:
+        return units
+    # The cap binds: chunks filled up to it, so that coalitions with long shared prefixes (cheap to add)
+    # share more than in equal counts; at most len // n_chunks each, so there are at least n_chunks.
+    heaviest = max(sum(batch_tokens[i] for i in part) for part in parts)
+    size = min(chunk_size, len(coalitions) // n_chunks)
+    return _units(_capped_chunks(coalitions, size, max_cost, heaviest), parts, batch_tokens)
+
+
+def _capped_chunks(coalitions: list[str], size: int, max_cost: float, tokens: int) -> list[list[str]]:
+    """Sorted coalitions in consecutive chunks of at most `size`, each filled while its player runs and
+    heads over `tokens` cost at most `max_cost` (a single coalition may cost more). In sorted order a
+    coalition shares its longest prefix with the one before it: it adds its kept players after that."""
+    chunks: list[list[str]] = []
+    runs = 0
+    for before, coalition in zip(["", *coalitions], coalitions, strict=False):
+        added = coalition[len(os.path.commonprefix([before, coalition])) :].count("1") + 1
+        if chunks and len(chunks[-1]) < size and (runs + added) * tokens <= max_cost:
+            chunks[-1].append(coalition)
+            runs += added
+        else:
+            chunks.append([coalition])
+            runs = coalition.count("1") + 1
+    return chunks
+
+
+def _units(chunks: list[list[str]], parts: list[tuple[int, ...]], batch_tokens: Sequence[int]) -> list[Unit]:
+    """Each chunk of coalitions over every batch group, costliest first."""
     units = []
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        chunk = tuple(coalitions[a:b])
+    for members in chunks:
+        chunk = tuple(members)
         runs = executed_players(chunk) + len(chunk)  # + the head, once per coalition
         for part in parts:
             units.append(Unit(chunk, part, float(runs * sum(batch_tokens[i] for i in part))))

@@ -73,8 +73,8 @@ GENERATION_CHUNK = 8
 def unit_cost_cap(coalitions: Sequence[str], batch_costs: Sequence[int], rate: float) -> float:
     """The most planned cost (`plan_units`' units) one unit may hold at `rate` seconds per unit of cost:
     UNIT_S of work, or UNIT_COALITIONS of the coalitions' cost alone (kept players and the head over
-    every batch) if that is more. One coalition per unit shares no prefix: for a single-player ablation
-    that is about 1.6 times the layer-forwards of units of four (`benchmarks/bench_units.py`)."""
+    every batch) if that is more. One coalition per unit shares no prefix: a single-player ablation took
+    1.8 times longer so (`benchmarks/bench_units.py`)."""
     alone = (max(c.count("1") for c in coalitions) + 1) * sum(batch_costs)
     return max(UNIT_S / rate, UNIT_COALITIONS * alone)
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from lsi.engine import TokenRequest
 from lsi.generation import GenerationRequest
-from lsi.jobs import ScoringJob, Unit, UnitResult, executed_players, plan_units
+from lsi.jobs import ScoringJob, Unit, UnitResult, _capped_chunks, executed_players, plan_units
 from lsi.scoring import UNIT_COALITIONS, UNIT_S, _Assembly, unit_cost_cap
 
 REQUESTS = [TokenRequest((1, 2, 3), (4,)), TokenRequest((1, 2, 3), (5, 6)), TokenRequest((7,), (8, 9, 10))]
@@ -114,3 +114,23 @@ def test_a_unit_holds_two_minutes_or_four_slow_coalitions_that_share_their_prefi
     assert {len(u.coalitions) for u in alone} == {1}
     assert min(len(u.coalitions) for u in units) > 1
     assert sum(u.cost for u in alone) / sum(u.cost for u in units) > 1.5
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    coalitions=st.lists(st.text("01", min_size=8, max_size=8), min_size=1, max_size=40, unique=True),
+    size=st.integers(1, 12),
+    max_cost=st.integers(1, 120),
+)
+def test_capped_chunks_are_full_up_to_the_cap_the_prefix_tree_counts(coalitions, size, max_cost) -> None:
+    """Each chunk costs what `executed_players` counts, within the cap unless alone, and the next
+    coalition would not have fitted: its incremental count is the tree's."""
+    ordered = sorted(coalitions, reverse=True)
+    chunks = _capped_chunks(ordered, size, max_cost, tokens=1)
+    assert [c for chunk in chunks for c in chunk] == ordered
+    for chunk, following in zip(chunks, [*chunks[1:], None], strict=True):
+        cost = executed_players(chunk) + len(chunk)
+        assert len(chunk) <= size and (cost <= max_cost or len(chunk) == 1)
+        if following is not None and len(chunk) < size:
+            grown = [*chunk, following[0]]
+            assert executed_players(grown) + len(grown) > max_cost
