@@ -80,20 +80,27 @@ def _bfloat16(value: object) -> bool:
     return isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16
 
 
+def float32_kernels(device: torch.device | str) -> bool:
+    """Whether bfloat16 matmuls on `device` run in float32 kernels (`bfloat16_matmuls`)."""
+    device = torch.device(device)
+    return device.type == "cpu" and not native_bfloat16("cpu") and os.environ.get(MATMULS_ENV) != "native"
+
+
 def bfloat16_matmuls(device: torch.device | str) -> contextlib.AbstractContextManager:
     """Around a forward pass: on a CPU without bfloat16 instructions, its bfloat16 matmuls in float32
     kernels (about five times faster there, `benchmarks/bench_dtype.py`); elsewhere nothing."""
-    device = torch.device(device)
-    if device.type != "cpu" or native_bfloat16("cpu") or os.environ.get(MATMULS_ENV) == "native":
-        return contextlib.nullcontext()
-    return _Float32Matmuls()
+    return _Float32Matmuls() if float32_kernels(device) else contextlib.nullcontext()
 
 
-def device_label(device: torch.device) -> str:
-    """What ran a coalition, as its store row records it: the GPU's name, or the CPU's."""
+def device_label(device: torch.device, dtype: torch.dtype | None = None) -> str:
+    """What ran a coalition, as its store row records it: the GPU's name, or the CPU's, and for a
+    bfloat16 model whose matmuls ran in float32 kernels, that (its sums differ from torch's kernels')."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return cpu_label() if device.type == "cpu" else str(device)
+    if device.type != "cpu":
+        return str(device)
+    kernels = ", matmuls in float32 kernels" if dtype == torch.bfloat16 and float32_kernels(device) else ""
+    return cpu_label() + kernels
 
 
 def resolve_dtype(dtype: DType, device: str) -> DType:

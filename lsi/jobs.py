@@ -184,7 +184,7 @@ class Worker:
 
     @property
     def device(self) -> str:
-        return device_label(self.engine.device)
+        return device_label(self.engine.device, next(self.engine.model.parameters()).dtype)
 
     def batches(self, job: ScoringJob) -> list[Batch]:
         if job.key != self._job_key:

@@ -15,7 +15,14 @@ from lsi import hardware
 from lsi.choices import DType
 from lsi.config import RunConfig
 from lsi.engine import TokenRequest
-from lsi.hardware import MATMULS_ENV, bfloat16_matmuls, native_bfloat16, resolve_dtype, warn_if_emulated
+from lsi.hardware import (
+    MATMULS_ENV,
+    bfloat16_matmuls,
+    cpu_label,
+    native_bfloat16,
+    resolve_dtype,
+    warn_if_emulated,
+)
 from lsi.jobs import ScoringJob, Unit, checked_worker
 
 
@@ -133,5 +140,6 @@ def test_a_worker_scores_bfloat16_through_float32_kernels(
     monkeypatch.setenv(MATMULS_ENV, "native")
     native = worker.score(job, unit)
     assert products <= set(seen)
+    assert fast.device == f"{cpu_label()}, matmuls in float32 kernels" and native.device == cpu_label()
     assert fast.loglik.shape == native.loglik.shape == (3, 3)
     assert abs(fast.loglik - native.loglik).max() <= 0.02 * abs(native.loglik).max()
