@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from lsi.analysis import estimator_summary
 from lsi.estimators import ESTIMATORS, planned_coalitions
-from lsi.hardware import cpu_label
+from lsi.hardware import device_label
 from lsi.provenance import now, versions
 from lsi.references import against_reference, load_reference, reference_game
 from lsi.store import ScoreStore
@@ -72,10 +73,10 @@ def runs(n: int, estimators: tuple[str, ...] = COMPARED) -> list[tuple[str, int 
 
 
 def seconds_model(store: ScoreStore) -> tuple[float, float, list[str]]:
-    """(a, b) of seconds = a + b x kept share, and the CPUs timed: this CPU's rows where the store has
-    enough of them, otherwise every CPU row (rows from before rows named their CPU say just "cpu")."""
+    """(a, b) of seconds = a + b x kept share, and the CPUs timed: the rows this CPU would write where the
+    store has enough of them, otherwise every CPU row (rows from before rows named their CPU say "cpu")."""
     frame = store.frame()
-    here = frame[frame["device"] == cpu_label()]
+    here = frame[frame["device"] == device_label(torch.device("cpu"), getattr(torch, store.meta["dtype"]))]
     cpu = here if len(here) >= 20 else frame[frame["device"].str.startswith("cpu")]
     if len(cpu) < 20:
         raise SystemExit(f"{store.path} has {len(cpu)} rows scored on a CPU: too few to predict hours")
