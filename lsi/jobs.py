@@ -327,7 +327,7 @@ def _capped_chunks(coalitions: list[str], size: int, max_cost: float, tokens: in
     coalition shares its longest prefix with the one before it: it adds its kept players after that."""
     chunks: list[list[str]] = []
     runs = 0
-    for before, coalition in zip(["", *coalitions], coalitions, strict=False):
+    for before, coalition in itertools.pairwise(["", *coalitions]):
         added = coalition[len(os.path.commonprefix([before, coalition])) :].count("1") + 1
         if chunks and len(chunks[-1]) < size and (runs + added) * tokens <= max_cost:
             chunks[-1].append(coalition)

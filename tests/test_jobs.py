@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from lsi.engine import TokenRequest
 from lsi.generation import GenerationRequest
 from lsi.jobs import ScoringJob, Unit, UnitResult, _capped_chunks, executed_players, plan_units
+from lsi.pipeline import ablation_coalitions
 from lsi.scoring import UNIT_COALITIONS, UNIT_S, _Assembly, unit_cost_cap
 
 REQUESTS = [TokenRequest((1, 2, 3), (4,)), TokenRequest((1, 2, 3), (5, 6)), TokenRequest((7,), (8, 9, 10))]
@@ -101,7 +102,7 @@ def test_a_cost_cap_bounds_every_unit_that_a_single_coalition_allows(coalitions,
 @pytest.mark.parametrize("seconds", [2.0, 300.0])  # one coalition alone: SmolLM2, and a 1.5B model on a CPU
 def test_a_unit_holds_two_minutes_or_four_slow_coalitions_that_share_their_prefixes(seconds) -> None:
     n, batches = 56, [4096, 4096, 2048]
-    ablation = ["1" * n] + ["1" * i + "0" + "1" * (n - i - 1) for i in range(n)]
+    ablation = ablation_coalitions(n)
     rate = seconds / ((n + 1) * sum(batches))  # seconds per unit of cost, the full model alone
     cap = unit_cost_cap(ablation, batches, rate)
     units = plan_units(ablation, batches, 1, chunk_size=32, max_cost=cap)
