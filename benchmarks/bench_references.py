@@ -185,8 +185,9 @@ def evaluate(reference_file: Path, out: Path) -> None:
     meta = game.store.meta
     header = (
         f"{meta['model']['title']} | {meta['task']} ({meta['split']}, {meta['n_docs']} docs) | "
-        f"{meta['dtype']} | value {record['value']} | {n} players | medians over seeds "
-        f"{SEEDS[0]}-{SEEDS[-1]} | {len(frame)} of {len(runs(n))} planned estimates scored\n"
+        f"{meta['dtype']} | value {record['value']} | {n} players | medians over the seeds "
+        f"scored of {SEEDS[0]}-{SEEDS[-1]} (column `seeds`) | {len(frame)} of {len(runs(n))} planned "
+        "estimates scored\n"
         f"reference: {ref.pairs} antithetic walk pairs ({reference_file}); split-half Spearman {split:.3f}, "
         f"{reliability:.3f} for all pairs; its own MSE (mean squared error) {np.mean(ref.stderr**2):.3g}\n"
         f"store {game.store.path} (weights sha256 {meta['weights_sha256'][:16]}) | made {now()} with "

@@ -367,9 +367,10 @@ def _values(record: pd.Series | None) -> list[float] | None:
 def estimator_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """An estimator benchmark's rows (one per estimator, budget and seed) as medians over seeds per
     (estimator, budget), with the quartiles of the rank correlations and the MSE (`*_q25`, `*_q75`)
-    and the cornerstone recovery rate over the seeds where it is defined. Columns a benchmark did not
-    record (older tables lack `layer_forwards` and `top5_precision`; only tables against a walk
-    reference have `spearman_corrected`) are left out."""
+    and the cornerstone recovery rate over the seeds where it is defined, and how many seeds each
+    median is over (`seeds`: one scored in stretches may have fewer at its largest budgets). Columns
+    a benchmark did not record (older tables lack `layer_forwards` and `top5_precision`; only
+    tables against a walk reference have `spearman_corrected`) are left out."""
     groups = frame.groupby(["estimator", "budget"])
     medians = [
         "evaluations",
@@ -382,6 +383,7 @@ def estimator_summary(frame: pd.DataFrame) -> pd.DataFrame:
         "top5_precision",
     ]
     summary = groups[[c for c in medians if c in frame]].median()
+    summary.insert(0, "seeds", groups["seed"].nunique())
     for metric in ("spearman", "kendall", "mse"):
         for q in (25, 75):
             summary[f"{metric}_q{q}"] = groups[metric].quantile(q / 100)

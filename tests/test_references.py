@@ -12,7 +12,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from lsi import figures
-from lsi.analysis import game_cornerstones
+from lsi.analysis import estimator_summary, game_cornerstones
 from lsi.estimators import estimate
 from lsi.estimators.agreement import agreement
 from lsi.references import Reference, against_reference, load_reference, reference, stored_pairs
@@ -99,6 +99,18 @@ def test_a_benchmark_row_against_a_reference_and_the_cornerstones_of_a_game():
     worse = agreement(swapped, truth, corner)
     assert worse["mse"] == pytest.approx(2 * 0.29**2 / 8) and worse["spearman"] < 1
     assert worse["cornerstones_recovered"] is False and worse["top3_precision"] == pytest.approx(2 / 3)
+
+
+def test_the_summary_says_how_many_seeds_each_median_is_over():
+    """A benchmark scored in stretches has all seeds at small budgets and fewer at the largest."""
+    base = {"estimator": "svarm", "mse": 0.1, "spearman": 0.5, "kendall": 0.4, "cornerstones_recovered": None}
+    rows = [base | {"budget": 60, "seed": s, "spearman": 0.1 * s} for s in range(5)]
+    rows += [base | {"budget": 480, "seed": s, "spearman": 0.9 - 0.1 * s} for s in range(2)]
+    summary = estimator_summary(pd.DataFrame(rows)).set_index("budget")
+    assert summary["seeds"].to_dict() == {60: 5, 480: 2}
+    assert summary.loc[60, "spearman"] == pytest.approx(0.2) and summary.loc[
+        480, "spearman"
+    ] == pytest.approx(0.85)
 
 
 BLOCK_REFERENCE = ROOT / "results/references/smollm2-arc_easy-block-score.json"
