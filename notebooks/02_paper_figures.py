@@ -100,7 +100,8 @@ stores = store_index(results)
 estimates = estimate_index(results)
 if stores.empty:
     raise SystemExit(f"no score stores under {results}: run a study first (notebook 01 or `lsi study`)")
-display(stores.drop(columns=["path", "title"]))
+# Every store, as a Markdown table: pandas would elide the middle rows of a long frame.
+display(Markdown(stores.drop(columns=["path", "title"]).to_markdown(index=False)))
 
 # %% [markdown]
 # ## 1. Single-layer ablation, one figure per model and configuration
