@@ -69,12 +69,14 @@ study: setup
 	$(BIN)/lsi study $(STUDY)
 
 # The 1.5B model under the paper's protocol (studies/scale.yaml), then its float32 twin: the single-player
-# ablation on ARC-Easy's 200 documents in float32 (02_paper_figures counts the answers that flip).
+# ablation on ARC-Easy's 200 documents in float32 (02_paper_figures counts the answers that flip), then
+# stage 2 on the tasks where stage 1 is clearly above chance (studies/scale-1000.yaml).
 # Hours per task on a CPU; rerun to resume.
 scale-study: models-1.5b
 	$(BIN)/lsi study studies/scale.yaml --no-figures
 	$(BIN)/lsi ablate --model qwen2.5-coder-1.5b --task arc_easy --limit 200 --granularity sublayer \
 		--dtype float32 --json > /dev/null
+	$(BIN)/lsi study studies/scale-1000.yaml --no-figures
 
 # Pruning curves of the measures on the study's 1000-document bfloat16 stores (docs/pruning.md),
 # MODEL:TASK:GRANULARITY cells in turn, skipping finished ones; each resumes from its store. PIQA's
