@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gguf", action="store_true", help="name the model's GGUF file; carry it instead of weight parts"
     )
+    p.add_argument(
+        "--gguf-parts",
+        type=Path,
+        default=None,
+        help="with --gguf: also cut the GGUF into parts of at most 60 MiB in this folder (kept for the "
+        "model's other jobs), for a machine that takes files in limited sizes",
+    )
     p = sub.add_parser("import-scores", help="store the scores.npz of a job scored elsewhere")
     add_arguments(p, SCORING_OPTIONS)
     p.add_argument("scores", type=Path, help="scores.npz written by python -m lsi.remote")
@@ -380,15 +387,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_export_job(args: argparse.Namespace) -> int:
     from lsi.estimators import estimator_options, get_estimator, planned_coalitions, resolve_budget
+    from lsi.models import gguf_path
     from lsi.pipeline import build_scorer
-    from lsi.remote import export_job
+    from lsi.remote import export_job, split_file
 
+    if args.gguf_parts is not None and not args.gguf:
+        raise UserError("--gguf-parts cuts the model's GGUF file: give --gguf too")
     estimators = args.estimator if args.estimator is not None else [] if args.coalitions else ["window"]
     for name in estimators:
         get_estimator(name)  # fail fast, before any model loads
     if args.coalitions is not None and not args.coalitions.is_file():
         raise UserError(f"no coalitions file {args.coalitions}: give a file of bit strings, one per line")
-    scorer = build_scorer(_config(args, SCORING_OPTIONS))
+    config = _config(args, SCORING_OPTIONS)
+    scorer = build_scorer(config)
     n = len(scorer.players)
     wanted = []
     for name in estimators:
@@ -404,7 +415,13 @@ def cmd_export_job(args: argparse.Namespace) -> int:
     job = export_job(scorer, missing, args.out, gguf=args.gguf)
     size = sum(f.stat().st_size for f in args.out.iterdir()) / 2**20
     print(f"{len(missing)} coalitions, {len(scorer.requests)} requests, {size:.0f} MiB: {job}")
-    print(f"there: python -m lsi.remote {args.out} OUT; here: lsi import-scores ... OUT/scores.npz")
+    there = f"python -m lsi.remote {args.out} OUT"
+    if args.gguf_parts is not None:
+        manifest = split_file(gguf_path(config.model), args.gguf_parts)
+        parts = len(json.loads(manifest.read_text())["parts"])
+        print(f"{parts} parts of the GGUF in {args.gguf_parts}: carry them all")
+        there += f" --gguf {manifest}"
+    print(f"there: {there}; here: lsi import-scores ... OUT/scores.npz")
     return 0
 
 

@@ -3,10 +3,11 @@
 lm-eval and the task data stay here: `export_job` writes the requests as token arrays, the
 coalitions, the model's config and its weights, either in parts small enough to carry or, for a
 model loaded from a GGUF file, as that file (2.6x smaller for SmolLM2; the other side then needs the
-`gguf` package), and for a generative task the tokenizer (its stop strings are found in text). There,
-`python -m lsi.remote JOB [JOB ...] OUT` rebuilds the model (once for jobs
-of the same weights), checks that its weights are bit for bit the ones exported, and scores the
-coalitions with the same worker as local scoring and Ray (`lsi.jobs.Worker`).
+`gguf` package; a file larger than one carry travels as `split_file` parts), and for a generative task
+the tokenizer (its stop strings are found in text). There, `python -m lsi.remote JOB [JOB ...] OUT`
+rebuilds the model (once for jobs of the same weights), checks that its weights are bit for bit the
+ones exported, and scores the coalitions with the same worker as local scoring and Ray
+(`lsi.jobs.Worker`).
 Back here, `import_scores` turns the log-likelihoods into lm-eval's metrics and stores them, checked
 against the job's model and requests. This module imports nothing but torch, transformers, numpy and
 lsi's engine at import time, so it runs on such a machine.
@@ -36,6 +37,7 @@ JOB = "job.json"
 SCORES = "scores.npz"
 TOKENIZER = "tokenizer"  # a generative job's tokenizer, saved by transformers
 PART_BYTES = 60 * 2**20  # under the 64 MiB a device call carries
+PARTS = ".parts.json"  # a split file's manifest: FILE.parts.json beside FILE.part000, FILE.part001...
 
 
 def export_job(
@@ -120,6 +122,66 @@ def _save_weights(model: torch.nn.Module, folder: Path, part_bytes: int) -> list
     return names
 
 
+def split_file(path: Path, folder: Path, part_bytes: int = PART_BYTES) -> Path:
+    """Cut `path` into `folder`/NAME.partNNN of at most `part_bytes` each, with a manifest of their
+    sizes and the whole file's sha256; returns the manifest. Parts already there that the manifest
+    vouches for are kept: one model's parts serve all its jobs, and a second export costs a hash.
+
+    A GGUF file travels whole only where one carry holds it; the 1.5B's (1.04 GiB) needs 18 carries."""
+    path, folder = Path(path), Path(folder)
+    manifest = folder / (path.name + PARTS)
+    size, digest = path.stat().st_size, _file_sha256(path)
+    if manifest.is_file() and _split_matches(manifest, size, digest):
+        return manifest
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    with path.open("rb") as source:
+        while chunk := source.read(part_bytes):
+            names.append(f"{path.name}.part{len(names):03d}")
+            (folder / names[-1]).write_bytes(chunk)
+    record = {"file": path.name, "bytes": size, "sha256": digest, "parts": names}
+    manifest.write_text(json.dumps(record, indent=1))
+    return manifest
+
+
+def join_parts(manifest: Path) -> Path:
+    """The file a `split_file` manifest describes, joined beside its parts and checked against its
+    sha256 (kept once joined: a rerun on the same machine only checks it)."""
+    manifest = Path(manifest)
+    record = json.loads(manifest.read_text())
+    target = manifest.parent / record["file"]
+    joined = target.is_file() and target.stat().st_size == record["bytes"]
+    if joined and _file_sha256(target) == record["sha256"]:
+        return target
+    missing = [name for name in record["parts"] if not (manifest.parent / name).is_file()]
+    if missing:
+        raise UserError(f"{len(missing)} parts of {record['file']} are missing ({missing[0]}...): carry them")
+    partial = target.with_name(target.name + ".joining")
+    with partial.open("wb") as joined:
+        for name in record["parts"]:
+            joined.write((manifest.parent / name).read_bytes())
+    if _file_sha256(partial) != record["sha256"]:
+        partial.unlink()
+        raise UserError(f"the parts of {record['file']} join to other bytes than were split: carry them anew")
+    partial.replace(target)
+    return target
+
+
+def _split_matches(manifest: Path, size: int, digest: str) -> bool:
+    record = json.loads(manifest.read_text())
+    folder = manifest.parent
+    sizes = [(folder / n).stat().st_size if (folder / n).is_file() else -1 for n in record["parts"]]
+    return record["sha256"] == digest and record["bytes"] == size == sum(sizes) and min(sizes) > 0
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while chunk := f.read(2**24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _load_weights(folder: Path, parts: Sequence[str]) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -161,7 +223,8 @@ def run_jobs(
     when a job's weights differ from the previous job's: on a lent H200 rebuilding from a GGUF took
     15-20 s, as long as scoring a task.
 
-    `ggufs`: the jobs' GGUF files, matched to a job by file name (a single one serves every job).
+    `ggufs`: the jobs' GGUF files (or `split_file` manifests of their parts), matched to a job by file
+    name (a single one serves every job).
     `devices`: a model larger than one device is split over these, in equal runs of blocks."""
     model, digest, written = None, None, []
     for folder, out in zip(map(Path, folders), map(Path, outs), strict=True):
@@ -233,10 +296,11 @@ def _generated(data: np.lib.npyio.NpzFile) -> list[list[Generated]] | None:
 def _job_gguf(folder: Path, job: dict, ggufs: Sequence[Path]) -> Path | None:
     if "gguf" not in job:
         return None
-    named = [Path(g) for g in ggufs if Path(g).name == job["gguf"]]
+    files = [join_parts(g) if str(g).endswith(PARTS) else Path(g) for g in ggufs]
+    named = [f for f in files if f.name == job["gguf"]]
     if named:
         return named[0]
-    return Path(ggufs[0]) if len(ggufs) == 1 else folder / job["gguf"]
+    return files[0] if len(files) == 1 else folder / job["gguf"]
 
 
 def _checked_model(folder: Path, job: dict, device: str, gguf: Path | None) -> torch.nn.Module:
@@ -323,7 +387,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-tokens", type=int, default=65536)
     parser.add_argument("--max-rows", type=int, default=256)
     parser.add_argument(
-        "--gguf", type=Path, nargs="+", default=[], help="the jobs' GGUF files, if not in the jobs"
+        "--gguf",
+        type=Path,
+        nargs="+",
+        default=[],
+        help=f"the jobs' GGUF files, if not in the jobs, or the {PARTS} manifests of their parts",
     )
     parser.add_argument(
         "--devices", nargs="+", default=[], help="split the model's blocks over these (e.g. cuda:0 cuda:1)"

@@ -116,6 +116,7 @@ def test_models_and_tasks_list_offline_assets(capsys):
             ["export-job", "--task", "arc_easy", "--out", "job", "--estimator", "truncated"],
             "'truncated' picks its coalitions from the values",
         ),
+        (["export-job", "--task", "arc_easy", "--out", "job", "--gguf-parts", "parts"], "give --gguf too"),
     ],
 )
 def test_bad_input_gives_one_clear_line(capsys, tmp_path, argv, message):

@@ -13,9 +13,19 @@ import numpy as np
 import pytest
 
 from lsi import remote
+from lsi.errors import UserError
 from lsi.hardware import cpu_label
 from lsi.models import gguf_path
-from lsi.remote import PART_BYTES, _load_weights, _save_weights, export_job, import_scores, run_job
+from lsi.remote import (
+    PART_BYTES,
+    _load_weights,
+    _save_weights,
+    export_job,
+    import_scores,
+    join_parts,
+    run_job,
+    split_file,
+)
 from lsi.scoring import Scorer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,19 +40,23 @@ main(sys.argv[1:])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("weights", ["parts", "gguf"])
+@pytest.mark.parametrize("weights", ["parts", "gguf", "gguf-parts"])
 def test_round_trip_equals_local_scoring(smollm, tmp_path: Path, weights: str) -> None:
     local = Scorer(smollm, "arc_easy", 4, "sublayer", tmp_path / "local")
     n = len(local.players)
     coalitions = ["1" * n, "0" + "1" * (n - 1), "1" * 10 + "0" * 5 + "1" * (n - 15)]
-    job = export_job(local, coalitions, tmp_path / "job", part_bytes=16 * 2**20, gguf=weights == "gguf")
+    gguf = gguf_path(smollm.identity.name)
+    job = export_job(local, coalitions, tmp_path / "job", part_bytes=16 * 2**20, gguf=weights != "parts")
     carried = list((tmp_path / "job").glob("weights-*.safetensors"))
     if weights == "parts":
         assert len(carried) > 1
         blocked, where = "lm_eval,datasets,gguf", []
     else:
         assert not carried  # the GGUF travels on its own, here named by --gguf
-        blocked, where = "lm_eval,datasets", ["--gguf", str(gguf_path(smollm.identity.name))]
+        if weights == "gguf-parts":  # as 40 MiB parts, rejoined there
+            gguf = split_file(gguf, tmp_path / "gguf", part_bytes=40 * 2**20)
+            assert len(json.loads(gguf.read_text())["parts"]) == 3
+        blocked, where = "lm_eval,datasets", ["--gguf", str(gguf)]
     _run_elsewhere(blocked, job.parent, tmp_path / "out", *where)
     imported = Scorer(smollm, "arc_easy", 4, "sublayer", tmp_path / "imported")
     assert import_scores(imported, tmp_path / "out/scores.npz") == 3
@@ -176,3 +190,25 @@ def _tied_module():  # noqa: ANN202
     model.proj = torch.nn.Linear(32, 100)
     model.proj.weight = model.embed.weight
     return model
+
+
+def test_file_split_and_join(tmp_path: Path) -> None:
+    """A file cut into parts joins to the same bytes; a second split keeps the parts; a missing or
+    damaged part is refused by name, and the joined file is not left behind damaged."""
+    data = np.random.default_rng(0).bytes(10_000)
+    (tmp_path / "model.gguf").write_bytes(data)
+    manifest = split_file(tmp_path / "model.gguf", tmp_path / "parts", part_bytes=3000)
+    parts = sorted((tmp_path / "parts").glob("model.gguf.part[0-9]*"))
+    assert [p.stat().st_size for p in parts] == [3000, 3000, 3000, 1000]
+    stamps = [p.stat().st_mtime_ns for p in parts]
+    assert split_file(tmp_path / "model.gguf", tmp_path / "parts", part_bytes=3000) == manifest
+    assert [p.stat().st_mtime_ns for p in parts] == stamps  # vouched for by the manifest: kept
+    assert join_parts(manifest).read_bytes() == data
+    (tmp_path / "parts/model.gguf").unlink()
+    parts[1].write_bytes(b"x" * 3000)
+    with pytest.raises(UserError, match="carry them anew"):
+        join_parts(manifest)
+    assert not (tmp_path / "parts/model.gguf").exists()
+    parts[1].unlink()
+    with pytest.raises(UserError, match="1 parts of model.gguf are missing"):
+        join_parts(manifest)
