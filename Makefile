@@ -78,14 +78,14 @@ scale-study: models-1.5b
 		--dtype float32 --json > /dev/null
 	$(BIN)/lsi study studies/scale-1000.yaml --no-figures
 
-# The same study's unscored coalitions as jobs for a lent GPU (docs/remote-scoring.md): each cell's window
-# and paired KernelSHAP coalitions, stage 2 on every task the 0.5B has at 1000 documents, and the GGUF in
-# 60 MiB parts, all under $(SCALE_JOBS). After `python -m lsi.remote` there, `make scale-import` stores
+# The same study's unscored coalitions as jobs for a lent GPU (docs/remote-scoring.md): each cell's
+# window and paired KernelSHAP coalitions (stage 1, then the tasks of studies/scale-1000.yaml), and the
+# GGUF in 60 MiB parts, all under $(SCALE_JOBS). After `python -m lsi.remote` there, `make scale-import` stores
 # the scores found under $(SCALE_OUT); `make scale-study` then runs the cells from the cache.
 SCALE_JOBS ?= $(SCRATCH)/scale-jobs
 SCALE_OUT  ?= $(SCRATCH)/scale-out
 SCALE_CELLS := arc_easy:200 piqa:200 openbookqa:200 winogrande:200 arc_challenge:200 boolq:200 \
-               arc_easy:1000 piqa:1000 openbookqa:1000 winogrande:1000 arc_challenge:1000 boolq:1000
+               arc_easy:1000 winogrande:1000 arc_challenge:1000 piqa:1000 boolq:1000
 SCALE_ARGS = --model qwen2.5-coder-1.5b --task $$1 --limit $$2 --granularity sublayer --dtype bfloat16
 scale-jobs: models-1.5b
 	for cell in $(SCALE_CELLS); do \

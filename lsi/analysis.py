@@ -93,6 +93,29 @@ def above_chance(per_doc: np.ndarray, chance: float | None, alpha: float = 0.05)
     return bool(stats.binomtest(hits, len(per_doc), chance, alternative="greater").pvalue < alpha)
 
 
+def full_model_table(stores: pd.DataFrame) -> pd.DataFrame:
+    """Each store (`lsi.results.store_index` rows) that holds the full model: its score on the store's
+    metric, the chance level and whether it is clearly above it. A task counts as soon as its full
+    model is scored, ablation or not: that is what says whether ablating it measures anything.
+    Rows keep the index of their store's row."""
+    rows, index = [], []
+    for s in stores.itertuples():
+        store = ScoreStore.open(s.path)
+        frame = store.usable().set_index("coalition", drop=False)
+        full_key = "1" * len(store.meta["players"])
+        if full_key not in frame.index:
+            continue
+        docs = document_values(store.meta, frame.loc[full_key].to_dict(), s.metric)
+        chance = chance_level(store.meta, s.metric)
+        config = {k: getattr(s, k) for k in ("model", "family", "task", "granularity", "dtype", "limit")}
+        rows.append(
+            config
+            | {"full": float(docs.mean()), "chance": chance, "above_chance": above_chance(docs, chance)}
+        )
+        index.append(s.Index)
+    return pd.DataFrame(rows, index=index)
+
+
 def ablation_table(
     store: ScoreStore,
     resamples: int = 1000,

@@ -134,6 +134,7 @@ def split_file(path: Path, folder: Path, part_bytes: int = PART_BYTES) -> Path:
     if manifest.is_file() and _split_matches(manifest, size, digest):
         return manifest
     folder.mkdir(parents=True, exist_ok=True)
+    manifest.unlink(missing_ok=True)  # written last: parts without one are an unfinished split
     names = []
     with path.open("rb") as source:
         while chunk := source.read(part_bytes):
@@ -150,8 +151,8 @@ def join_parts(manifest: Path) -> Path:
     manifest = Path(manifest)
     record = json.loads(manifest.read_text())
     target = manifest.parent / record["file"]
-    joined = target.is_file() and target.stat().st_size == record["bytes"]
-    if joined and _file_sha256(target) == record["sha256"]:
+    present = target.is_file() and target.stat().st_size == record["bytes"]
+    if present and _file_sha256(target) == record["sha256"]:
         return target
     missing = [name for name in record["parts"] if not (manifest.parent / name).is_file()]
     if missing:

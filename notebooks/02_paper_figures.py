@@ -55,6 +55,7 @@ from lsi.analysis import (
     dtype_agreement,
     estimate_agreement,
     estimator_summary,
+    full_model_table,
     latest_estimate,
     limit_agreement,
 )
@@ -365,13 +366,16 @@ show_table(
 # ## 14. One family at two sizes
 # Where two models of one family (Qwen2.5-Coder 0.5B and 1.5B) have stores of the same task and
 # configuration, each with a `shapley_estimator` estimate: on how many tasks each is clearly above
-# chance; the cornerstones and their relative depth, (block + 0.5) / blocks; how much of the positive
-# Shapley mass they hold and how little the other removals cost (does importance concentrate with
-# scale?); and the correlation of the two profiles along relative depth, the shallower model's
-# interpolated onto the deeper one's depths, per kind, with a permutation p-value.
+# chance (every store holding the full model counts, ablated or not, and the table after it lists
+# the family's full models); the cornerstones and their relative depth, (block + 0.5) / blocks; how
+# much of the positive Shapley mass they hold and how little the other removals cost (does
+# importance concentrate with scale?); and the correlation of the two profiles along relative depth,
+# the shallower model's interpolated onto the deeper one's depths, per kind, with a permutation
+# p-value.
 
 # %%
-above = report.groupby(["model", *CONFIGURATION[1:]], dropna=False)["above_chance"]
+full_models = full_model_table(stores)
+above = full_models.groupby(["model", *CONFIGURATION[1:]], dropna=False)["above_chance"]
 above = above.agg(above_chance="sum", tasks="size").reset_index()
 rows = report.set_index(["task", *CONFIGURATION])
 scale_rows, scale_correlations = [], []
@@ -384,6 +388,8 @@ for pair in family_pairs(stores):
     scale_rows += sizes.rows
     scale_correlations.append(sizes.correlation)
 show_table(above, "scale-above-chance")
+families = {store["family"] for pair in family_pairs(stores) for store in pair}
+show_table(full_models[full_models["family"].isin(families)].drop(columns="family"), "scale-full-models")
 show_table(pd.DataFrame(scale_rows), "scale-cornerstones", "no family has two sizes with estimates yet")
 show_table(
     pd.concat(scale_correlations) if scale_correlations else pd.DataFrame(),

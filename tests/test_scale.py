@@ -3,13 +3,20 @@ respond to the shape they are given."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
 from lsi import figures
+from lsi.analysis import ablation_table, full_model_table
+from lsi.results import store_index
 from lsi.scale import compare_sizes, depth_correlation, depth_profile, family_pairs, relative_depths
+from lsi.store import ScoreStore
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _sublayers(blocks: int) -> list[str]:
@@ -126,3 +133,17 @@ def test_a_pair_is_assembled_from_its_estimates_and_report_rows():
     }
     assert sizes.stem == "scale-qwen2-piqa-sublayer-bfloat16-limit200"
     assert sizes.title == "QWEN-0.5B and QWEN-1.5B | piqa | sublayer | bfloat16 | limit200"
+
+
+def test_full_model_table_agrees_with_the_ablation_tables():
+    """Section 14 counts a task as clearly above chance from its full model alone; on every Qwen2.5-Coder
+    store with an ablation that equals what the ablation table says, and a store holding only the full
+    model (as the 1.5B's tasks did before their cells ran) counts too."""
+    stores = store_index(ROOT / "results")
+    stores = stores[stores["family"] == "qwen2"]
+    table = full_model_table(stores)
+    assert list(table.index) == list(stores.index)  # every one of them holds its full model
+    for s in stores[stores["has_ablation"]].itertuples():
+        attrs = ablation_table(ScoreStore.open(s.path), resamples=10).attrs
+        assert table.loc[s.Index, "full"] == attrs["full"]
+        assert table.loc[s.Index, "above_chance"] == attrs["above_chance"]
