@@ -80,8 +80,8 @@ scale-study: models-1.5b
 
 # The same study's unscored coalitions as jobs for a lent GPU (docs/remote-scoring.md): each cell's
 # window and paired KernelSHAP coalitions (stage 1, then the tasks of studies/scale-1000.yaml), and the
-# GGUF in 60 MiB parts, all under $(SCALE_JOBS). After `python -m lsi.remote` there, `make scale-import` stores
-# the scores found under $(SCALE_OUT); `make scale-study` then runs the cells from the cache.
+# GGUF in 60 MiB parts, all under $(SCALE_JOBS). After `python -m lsi.remote` there, `make scale-import`
+# stores the scores found under $(SCALE_OUT); `make scale-study` then runs the cells from the cache.
 SCALE_JOBS ?= $(SCRATCH)/scale-jobs
 SCALE_OUT  ?= $(SCRATCH)/scale-out
 SCALE_CELLS := arc_easy:200 piqa:200 openbookqa:200 winogrande:200 arc_challenge:200 boolq:200 \

@@ -125,12 +125,15 @@ def _save_weights(model: torch.nn.Module, folder: Path, part_bytes: int) -> list
 def split_file(path: Path, folder: Path, part_bytes: int = PART_BYTES) -> Path:
     """Cut `path` into `folder`/NAME.partNNN of at most `part_bytes` each, with a manifest of their
     sizes and the whole file's sha256; returns the manifest. Parts already there that the manifest
-    vouches for are kept: one model's parts serve all its jobs, and a second export costs a hash.
+    vouches for are kept: one model's parts serve all its jobs. The file's hash is the one model
+    loading remembers (`lsi.models._sha256_files`), so a second export costs no rehash.
 
     A GGUF file travels whole only where one carry holds it; the 1.5B's (1.04 GiB) needs 18 carries."""
+    from lsi.models import _sha256_files
+
     path, folder = Path(path), Path(folder)
     manifest = folder / (path.name + PARTS)
-    size, digest = path.stat().st_size, _file_sha256(path)
+    size, digest = path.stat().st_size, _sha256_files([path])
     if manifest.is_file() and _split_matches(manifest, size, digest):
         return manifest
     folder.mkdir(parents=True, exist_ok=True)

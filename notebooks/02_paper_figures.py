@@ -379,7 +379,8 @@ above = full_models.groupby(["model", *CONFIGURATION[1:]], dropna=False)["above_
 above = above.agg(above_chance="sum", tasks="size").reset_index()
 rows = report.set_index(["task", *CONFIGURATION])
 scale_rows, scale_correlations = [], []
-for pair in family_pairs(stores):
+pairs = family_pairs(stores)
+for pair in pairs:
     records = [latest_estimate(estimates, s["path"], shapley_estimator, s["metric"]) for s in pair]
     if any(r is None for r in records):
         continue
@@ -388,7 +389,7 @@ for pair in family_pairs(stores):
     scale_rows += sizes.rows
     scale_correlations.append(sizes.correlation)
 show_table(above, "scale-above-chance")
-families = {store["family"] for pair in family_pairs(stores) for store in pair}
+families = {store["family"] for pair in pairs for store in pair}
 show_table(full_models[full_models["family"].isin(families)].drop(columns="family"), "scale-full-models")
 show_table(pd.DataFrame(scale_rows), "scale-cornerstones", "no family has two sizes with estimates yet")
 show_table(
