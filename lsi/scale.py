@@ -18,8 +18,13 @@ def relative_depths(players: Sequence[str]) -> pd.DataFrame:
     """One row per player (`attn.3`, `mlp.3`, `block.3`...): its kind, block and relative depth."""
     kinds, blocks = zip(*(name.split(".") for name in players), strict=True)
     frame = pd.DataFrame({"player": list(players), "kind": kinds, "block": [int(b) for b in blocks]})
-    frame["depth"] = (frame["block"] + 0.5) / (frame["block"].max() + 1)
+    frame["depth"] = relative_depth(frame["block"], frame["block"].max() + 1)
     return frame
+
+
+def relative_depth(block: int | pd.Series, n_blocks: int) -> float | pd.Series:
+    """Where a block sits in a model of `n_blocks`: the middle of its slice of [0, 1] (array or scalar)."""
+    return (block + 0.5) / n_blocks
 
 
 def depth_profile(players: Sequence[str], values: Sequence[float]) -> pd.DataFrame:
@@ -93,10 +98,10 @@ def family_pairs(stores: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
 class SizeComparison:
     """One task at two sizes of a family: what section 14 of the figures notebook shows of a pair."""
 
-    profiles: dict[str, pd.DataFrame]  # model -> depth_profile, the shallower first
+    profiles: dict[str, pd.DataFrame]  # model -> depth_profile, the shallower first; {} without estimates
     cornerstones: dict[str, list[str]]  # model -> its cornerstone players
     rows: list[dict]  # one per model: above chance, cornerstones at their depth, concentration
-    correlation: pd.DataFrame  # depth_correlation, with the two models and the task
+    correlation: pd.DataFrame  # depth_correlation, with the two models and the task; empty without profiles
     title: str
     stem: str
 
@@ -106,19 +111,26 @@ CONCENTRATION = ("positive_mass_share_cornerstone", "mean_drop_cornerstone", "me
 
 
 def compare_sizes(
-    pair: tuple[pd.Series, pd.Series], estimates: Sequence[dict], report: pd.DataFrame
+    pair: tuple[pd.Series, pd.Series], estimates: Sequence[dict | None], report: pd.DataFrame
 ) -> SizeComparison:
-    """Assemble one `family_pairs` pair: its two Shapley estimates (records with players and values, in
-    pair order) become depth profiles, and its two rows of the claims report (`lsi.report`, indexed by
-    task and CONFIGURATION) give the cornerstones and the concentration of importance."""
+    """Assemble one `family_pairs` pair: its two rows of the claims report (`lsi.report`, indexed by task
+    and CONFIGURATION; an ablation suffices) give the cornerstones and the concentration of importance,
+    and its two Shapley estimates (records with players and values, in pair order), once both exist,
+    become depth profiles and their correlation."""
     models = [store["model"] for store in pair]
-    profiles = {m: depth_profile(e["players"], e["values"]) for m, e in zip(models, estimates, strict=True)}
+    profiles = (
+        {m: depth_profile(e["players"], e["values"]) for m, e in zip(models, estimates, strict=True)}
+        if all(e is not None for e in estimates)
+        else {}
+    )
     cornerstones, rows = {}, []
     for store in pair:
         row = report.loc[tuple(store[k] for k in report.index.names)]
         cornerstones[store["model"]] = [c for c in row["cornerstones"].split(", ") if c]
-        depth = profiles[store["model"]].set_index("player")["depth"]
-        placed = ", ".join(f"{c} ({depth[c]:.2f})" for c in cornerstones[store["model"]])
+        placed = ", ".join(
+            f"{c} ({relative_depth(int(c.split('.')[1]), row['n_blocks']):.2f})"
+            for c in cornerstones[store["model"]]
+        )
         rows.append(
             {k: store[k] for k in ("model", "task", "limit")}
             | {"above_chance": row["above_chance"], "cornerstones": placed}
@@ -126,12 +138,16 @@ def compare_sizes(
         )
     small = pair[0]
     parts = [small["task"], small["granularity"], small["dtype"], f"limit{small['limit']}"]
-    correlation = depth_correlation(*profiles.values())
+    correlation = pd.DataFrame()
+    if profiles:
+        correlation = depth_correlation(*profiles.values()).assign(
+            small=models[0], large=models[1], task=small["task"]
+        )
     return SizeComparison(
         profiles=profiles,
         cornerstones=cornerstones,
         rows=rows,
-        correlation=correlation.assign(small=models[0], large=models[1], task=small["task"]),
+        correlation=correlation,
         title=f"{small['title']} and {pair[1]['title']} | " + " | ".join(parts),
         stem=f"scale-{small['family']}-" + "-".join(parts),
     )

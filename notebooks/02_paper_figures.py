@@ -365,13 +365,13 @@ show_table(
 # %% [markdown]
 # ## 14. One family at two sizes
 # Where two models of one family (Qwen2.5-Coder 0.5B and 1.5B) have stores of the same task and
-# configuration, each with a `shapley_estimator` estimate: on how many tasks each is clearly above
-# chance (every store holding the full model counts, ablated or not, and the table after it lists
-# the family's full models); the cornerstones and their relative depth, (block + 0.5) / blocks; how
-# much of the positive Shapley mass they hold and how little the other removals cost (does
-# importance concentrate with scale?); and the correlation of the two profiles along relative depth,
-# the shallower model's interpolated onto the deeper one's depths, per kind, with a permutation
-# p-value.
+# configuration: on how many tasks each is clearly above chance (every store holding the full model
+# counts, ablated or not, and the table after it lists the family's full models). Where both stores
+# hold the single-player ablation: the cornerstones and their relative depth, (block + 0.5) / blocks,
+# and how little the other removals cost. Where both also have a `shapley_estimator` estimate: how
+# much of the positive Shapley mass the cornerstones hold (does importance concentrate with scale?),
+# and the correlation of the two profiles along relative depth, the shallower model's interpolated
+# onto the deeper one's depths, per kind, with a permutation p-value.
 
 # %%
 full_models = full_model_table(stores)
@@ -381,17 +381,18 @@ rows = report.set_index(["task", *CONFIGURATION])
 scale_rows, scale_correlations = [], []
 pairs = family_pairs(stores)
 for pair in pairs:
+    if not all(tuple(s[k] for k in rows.index.names) in rows.index for s in pair):
+        continue  # a store without the ablation
     records = [latest_estimate(estimates, s["path"], shapley_estimator, s["metric"]) for s in pair]
-    if any(r is None for r in records):
-        continue
     sizes = compare_sizes(pair, records, rows)
-    show_and_save(figures.depth_profiles(sizes.profiles, sizes.title, sizes.cornerstones), sizes.stem)
     scale_rows += sizes.rows
-    scale_correlations.append(sizes.correlation)
+    if sizes.profiles:
+        show_and_save(figures.depth_profiles(sizes.profiles, sizes.title, sizes.cornerstones), sizes.stem)
+        scale_correlations.append(sizes.correlation)
 show_table(above, "scale-above-chance")
 families = {store["family"] for pair in pairs for store in pair}
 show_table(full_models[full_models["family"].isin(families)].drop(columns="family"), "scale-full-models")
-show_table(pd.DataFrame(scale_rows), "scale-cornerstones", "no family has two sizes with estimates yet")
+show_table(pd.DataFrame(scale_rows), "scale-cornerstones", "no family has two ablated sizes yet")
 show_table(
     pd.concat(scale_correlations) if scale_correlations else pd.DataFrame(),
     "scale-depth-correlation",

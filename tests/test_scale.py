@@ -117,10 +117,12 @@ def test_a_pair_is_assembled_from_its_estimates_and_report_rows():
             {"task": "piqa", "model": "qwen-0.5b", "cornerstones": "mlp.0", "above_chance": True},
             {"task": "piqa", "model": "qwen-1.5b", "cornerstones": "", "above_chance": False},
         ]
-    ).assign(granularity="sublayer", dtype="bfloat16", limit=200, **concentration)
-    sizes = compare_sizes(
-        pair, estimates, report.set_index(["task", "model", "granularity", "dtype", "limit"])
-    )
+    ).assign(granularity="sublayer", dtype="bfloat16", limit=200, n_blocks=[24, 28], **concentration)
+    report = report.set_index(["task", "model", "granularity", "dtype", "limit"])
+    ablated = compare_sizes(pair, [estimates[0], None], report)  # the ablations alone: no profiles
+    assert (ablated.profiles, ablated.correlation.empty) == ({}, True)
+    sizes = compare_sizes(pair, estimates, report)
+    assert ablated.rows == sizes.rows
     assert list(sizes.profiles) == ["qwen-0.5b", "qwen-1.5b"]
     assert sizes.cornerstones == {"qwen-0.5b": ["mlp.0"], "qwen-1.5b": []}
     assert [r["cornerstones"] for r in sizes.rows] == [f"mlp.0 ({0.5 / 24:.2f})", ""]
