@@ -15,7 +15,7 @@ LIMIT     ?= 50
 SCRATCH   ?= scratch
 STUDY     ?= studies/paper.yaml
 
-.PHONY: setup browser models models-1.5b demo ablate study scale-study scale-jobs scale-import pruning-curves recall perplexity dtype-check figures notebooks test test-fast lint bench clean-venv
+.PHONY: setup browser models models-1.5b demo ablate study scale-ablations scale-study scale-jobs scale-import pruning-curves recall perplexity dtype-check figures notebooks test test-fast lint bench clean-venv
 
 setup: $(BIN)/lsi
 
@@ -72,11 +72,21 @@ study: setup
 # ablation on ARC-Easy's 200 documents in float32 (02_paper_figures counts the answers that flip), then
 # stage 2 on the tasks where stage 1 is clearly above chance (studies/scale-1000.yaml).
 # Hours per task on a CPU; rerun to resume.
-scale-study: models-1.5b
+# `scale-ablations` first gives the claims that need only single removals (cornerstones, their depth,
+# the collapse) on every task at a third of a window cell's cost, the tasks the 1.5B adds first; the
+# study's window cells then reuse those coalitions.
+scale-study: scale-ablations
 	$(BIN)/lsi study studies/scale.yaml --no-figures
 	$(BIN)/lsi ablate --model qwen2.5-coder-1.5b --task arc_easy --limit 200 --granularity sublayer \
 		--dtype float32 --json > /dev/null
 	$(BIN)/lsi study studies/scale-1000.yaml --no-figures
+
+SCALE_ABLATE_TASKS := piqa arc_challenge boolq winogrande openbookqa
+scale-ablations: models-1.5b
+	for task in $(SCALE_ABLATE_TASKS); do \
+	  $(BIN)/lsi ablate --model qwen2.5-coder-1.5b --task $$task --limit 200 --granularity sublayer \
+	    --dtype bfloat16 --json > /dev/null || exit $$?; \
+	done
 
 # The same study's unscored coalitions as jobs for a lent GPU (docs/remote-scoring.md): each cell's
 # window and paired KernelSHAP coalitions (stage 1, then the tasks of studies/scale-1000.yaml), and the
