@@ -101,7 +101,8 @@ class SizeComparison:
     profiles: dict[str, pd.DataFrame]  # model -> depth_profile, the shallower first; {} without estimates
     cornerstones: dict[str, list[str]]  # model -> its cornerstone players
     rows: list[dict]  # one per model: above chance, cornerstones at their depth, concentration
-    correlation: pd.DataFrame  # depth_correlation, with the two models and the task; empty without profiles
+    # depth_correlation, with the two models, the task and the limit; empty without profiles
+    correlation: pd.DataFrame
     title: str
     stem: str
 
@@ -141,7 +142,7 @@ def compare_sizes(
     correlation = pd.DataFrame()
     if profiles:
         correlation = depth_correlation(*profiles.values()).assign(
-            small=models[0], large=models[1], task=small["task"]
+            small=models[0], large=models[1], task=small["task"], limit=small["limit"]
         )
     return SizeComparison(
         profiles=profiles,

@@ -130,8 +130,8 @@ def test_a_pair_is_assembled_from_its_estimates_and_report_rows():
     assert sizes.rows[0]["mean_drop_other"] == 0.01
     expected = depth_correlation(small, large)
     pd.testing.assert_frame_equal(sizes.correlation[expected.columns], expected)
-    assert set(sizes.correlation[["small", "large", "task"]].itertuples(index=False)) == {
-        ("qwen-0.5b", "qwen-1.5b", "piqa")
+    assert set(sizes.correlation[["small", "large", "task", "limit"]].itertuples(index=False)) == {
+        ("qwen-0.5b", "qwen-1.5b", "piqa", 200)
     }
     assert sizes.stem == "scale-qwen2-piqa-sublayer-bfloat16-limit200"
     assert sizes.title == "QWEN-0.5B and QWEN-1.5B | piqa | sublayer | bfloat16 | limit200"
