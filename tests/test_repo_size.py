@@ -1,7 +1,7 @@
 """The repository stays small enough for a lent GPU machine to carry it beside a scoring job.
 
-A run carries 64 MiB in all; tracked files under 50 MiB leave room for a job of up to 14 MiB (a
-GGUF travels in pieces of that size over consecutive calls). The limit was 40 MiB until the
+A run carries 64 MiB in all; tracked files under the limit leave room for a job beside them (a
+larger model's weights travel in parts, on a slim tree). The limit was 40 MiB until the
 references of the estimators issue (which that issue allows 10 MiB) were committed, 44 MiB until
 the pruning curves and the interaction figures were, 46 MiB until the sub-layer pruning curves
 (their LAMBADA rows keep every passage's log-likelihood, 3.4 KB per coalition) were, and 47 MiB
@@ -10,8 +10,13 @@ cell, all slimmed already) were. The figures' PDFs are not tracked (`make figure
 Float16 margins in the slimmed bfloat16 stores (docs/results-on-disk.md) brought the tracked files
 from 49.7 MiB back to about 40 MiB, and 256-colour palette PNGs (`lsi.style.save`, 6.8 MB of PNGs
 to 2.8 MB) from 46.4 MiB to 42.3 MiB, and executed notebooks with each progress bar at its last
-state (`lsi.notebook_outputs.compact_outputs`) to 41.2 MiB; the limit stays at 50 MiB for the
-estimator benchmark on the large games and the 1.5B study.
+state (`lsi.notebook_outputs.compact_outputs`) to 41.2 MiB; the limit stayed at 50 MiB for the
+estimator benchmark on the large games and the 1.5B study. That study's first 1000-document cells
+took the tracked files to 50.3 MiB, with about 3 MiB of stage 2 still to come, and slimmed stores are
+near their floor (float16 margins with byte-stream split; a larger page or zstd 22 saves 1%), so the
+limit is 54 MiB. That leaves 10 MiB beside the tree: a job without weights for SmolLM2 (its tokenizer
+is 3.4 MiB) travels with it, while jobs that carry weights, Qwen2.5-Coder's 10.9 MiB tokenizer or a
+GGUF's 60 MiB parts travel on the slim tree docs/remote-scoring.md describes.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LIMIT = 50 * 2**20
+LIMIT = 54 * 2**20
 
 
 def test_tracked_files_leave_room_for_a_gpu_job():
